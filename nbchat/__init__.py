@@ -1,0 +1,37 @@
+"""nbchat: talk to OpenAI-compatible chat models from Jupyter with `%%chat`.
+
+`%load_ext nbchat` registers the magics; nothing heavy (httpx, ipywidgets)
+is imported until the first message is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register `%%chat` / `%chat`; loading twice keeps the first registration."""
+    from .magics import ChatMagics
+
+    if any(isinstance(c, ChatMagics) for c in ipython.configurables):
+        return
+    magics = ChatMagics(shell=ipython)  # Magics.__init__ joins shell.configurables
+    ipython.register_magics(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the magics and close the HTTP client; the conversation is discarded."""
+    from .magics import ChatMagics
+
+    for configurable in [c for c in ipython.configurables if isinstance(c, ChatMagics)]:
+        ipython.configurables.remove(configurable)
+        if configurable._session is not None:
+            configurable._session.close()
+    for kind in ("line", "cell"):
+        ipython.magics_manager.magics[kind].pop("chat", None)
+    ipython.magics_manager.registry.pop("ChatMagics", None)

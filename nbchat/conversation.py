@@ -1,0 +1,73 @@
+"""Conversation state: a system prompt and completed turns, one per exchange.
+
+A turn is added only when a reply completed (or was interrupted by the user,
+which chat UIs keep); a failed request leaves the conversation exactly as it
+was, so the next request still alternates user/assistant correctly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .types import Message, Reply
+
+__all__ = ["Conversation", "Turn"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange: what the user sent and the reply it got."""
+
+    user: Message
+    reply: Reply
+    cell_id: str | None = None
+
+    @property
+    def assistant(self) -> Message:
+        return Message("assistant", self.reply.text)
+
+
+@dataclass
+class Conversation:
+    """Turns of one named conversation; builds the `messages` of the next request."""
+
+    name: str = "default"
+    system_prompt: str | None = None
+    turns: list[Turn] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.turns)
+
+    def messages(
+        self, prompt: Message | None = None, *, system: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The request's `messages`: system prompt, every earlier turn, then `prompt`."""
+        system = system if system is not None else self.system_prompt
+        out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        for turn in self.turns:
+            out.append(turn.user.to_dict())
+            out.append(turn.assistant.to_dict())
+        if prompt is not None:
+            out.append(prompt.to_dict())
+        return out
+
+    def add(self, user: Message, reply: Reply, cell_id: str | None = None) -> Turn:
+        turn = Turn(user, reply, cell_id)
+        self.turns.append(turn)
+        return turn
+
+    def reset(self) -> int:
+        """Forget every turn (the system prompt stays); returns how many were dropped."""
+        dropped = len(self.turns)
+        self.turns.clear()
+        return dropped
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(t.reply.usage.total_tokens for t in self.turns if t.reply.usage)
+
+    @property
+    def total_cost(self) -> float | None:
+        costs = [t.reply.cost for t in self.turns if t.reply.cost is not None]
+        return sum(costs) if costs else None

@@ -1,0 +1,481 @@
+"""An OpenAI-compatible chat server for tests, notebooks and demos (stdlib only).
+
+Replies are deterministic so tests can compute the expected text; per-request
+options (model suffix ``@k=v,...`` or header ``X-Mock-Options``) let one server
+show many behaviours (long streams, slow tokens, usage quirks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = [
+    "MockServer",
+    "OptionError",
+    "Options",
+    "Received",
+    "main",
+    "mock_reply",
+    "parse_options",
+    "prompt_tokens",
+    "reply_pieces",
+]
+
+MODELS = [
+    ("gpt-4o-mini", "openai"),
+    ("gpt-4o", "openai"),
+    ("gpt-4.1-mini", "openai"),
+    ("mock-echo", "nbchat-mock"),
+]
+_TOKEN = re.compile(r"\S+\s*|\s+")
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the server saw it, so tests can assert what a client sent."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class RequestLog(Sequence[Received]):
+    """A list of received requests, safe to read while handler threads append."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[Received] = []
+
+    def append(self, item: Received) -> None:
+        with self._lock:
+            self._items.append(item)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __getitem__(self, i: Any) -> Any:
+        with self._lock:
+            return self._items[i]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def __iter__(self) -> Iterator[Received]:
+        with self._lock:
+            return iter(list(self._items))
+
+
+@dataclass(frozen=True)
+class Options:
+    """Behaviour of one request; add fault modes here and in ``_PARSERS``."""
+
+    chunks: int | None = None
+    delay: float = 0.01
+    ttft: float = 0.05
+    usage: bool = True  # False: never send usage, even if asked
+    choices_on_usage: bool = False  # usage chunk also carries a choice (some servers do)
+    reply: str = "echo"  # echo | markdown | paragraph
+
+
+class OptionError(ValueError):
+    """A bad mock option; reported to the client as a 400."""
+
+
+def _checked(conv: Callable[[str], Any], ok: Callable[[Any], bool]) -> Callable[[str], Any]:
+    """A value parser that also range-checks, so bad values become a 400, not a crash."""
+
+    def parse(v: str) -> Any:
+        x = conv(v)
+        if not ok(x):
+            raise ValueError(v)
+        return x
+
+    return parse
+
+
+_FLAGS = {"0": False, "1": True, "false": False, "true": True}
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "chunks": _checked(int, lambda x: x >= 1),
+    "delay": _checked(float, lambda x: x >= 0),  # also rejects nan
+    "ttft": _checked(float, lambda x: x >= 0),
+    "usage": lambda v: _FLAGS[v.lower()],
+    "choices_on_usage": lambda v: _FLAGS[v.lower()],
+    "reply": _checked(str, lambda x: x in ("echo", "markdown", "paragraph")),
+}
+
+
+def parse_options(spec: str, base: Options) -> Options:
+    """Apply ``k=v,k=v`` onto ``base``; unknown names or bad values raise OptionError."""
+    changes: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in _PARSERS:
+            raise OptionError(f"Unknown mock option '{name}'.")
+        try:
+            changes[name] = _PARSERS[name](value.strip())
+        except (ValueError, KeyError):
+            raise OptionError(f"Invalid value for mock option '{name}': {value!r}.") from None
+    return dataclasses.replace(base, **changes)
+
+
+def _text(content: Any) -> str:
+    """Text of a message content: a string, or the text parts of a part list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def mock_reply(messages: list[dict[str, Any]], model: str) -> str:
+    """The deterministic Markdown echo of the last user message."""
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    msg = _text(users[-1].get("content")) if users else ""
+    quote = "\n".join(f"> {line}".rstrip() for line in msg.splitlines() or [""])
+    return (
+        f"## Echo\n\nYou said:\n\n{quote}\n\n- turn {len(users)} of the conversation\n"
+        f"- model `{model}`\n\n```python\nprint({msg[:40]!r})\n```\n"
+    )
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """Deterministic prompt size: words of all text content plus 4 per message."""
+    return sum(len(_text(m.get("content")).split()) + 4 for m in messages if isinstance(m, dict))
+
+
+_WORDS = [
+    "the",
+    "mock",
+    "server",
+    "streams",
+    "deterministic",
+    "text",
+    "so",
+    "that",
+    "tests",
+    "can",
+    "check",
+    "every",
+    "token",
+    "while",
+    "notebooks",
+    "still",
+    "render",
+    "something",
+    "that",
+    "looks",
+    "like",
+    "a",
+    "real",
+    "answer",
+]
+
+
+def _paragraph(k: int, words: int = 48) -> str:
+    return " ".join(_WORDS[(k + i) % len(_WORDS)] for i in range(words)).capitalize() + "."
+
+
+def _section(k: int) -> str:
+    return (
+        f"## Section {k}\n\n{_paragraph(k)}\n\n- point {k}.1: {_paragraph(k, 6)}\n"
+        f"- point {k}.2: **bold** and `code`\n\n```python\ndef section_{k}(x: int) -> int:\n"
+        f"    return x * {k}\n```\n\n| n | square |\n|---|---|\n| {k} | {k * k} |\n\n"
+    )
+
+
+def reply_pieces(
+    messages: list[dict[str, Any]], model: str, reply: str = "echo", chunks: int | None = None
+) -> list[str]:
+    """The reply split into content chunks (exactly ``chunks`` of them when given)."""
+    if reply == "paragraph":
+        n = max(chunks or 200, 1)
+        text = " ".join(_WORDS[i % len(_WORDS)] for i in range(n)).capitalize() + ".\n"
+    elif reply == "markdown":
+        text, k = "# Mock answer\n\n", 1
+        while k <= 3 or len(_TOKEN.findall(text)) < (chunks or 0):
+            text, k = text + _section(k), k + 1
+    else:
+        text, k = mock_reply(messages, model), 1
+        while len(_TOKEN.findall(text)) < (chunks or 0):
+            text, k = text + f"\n{_paragraph(k)}\n", k + 1
+    tokens = _TOKEN.findall(text)
+    if chunks is None or chunks == len(tokens):
+        return tokens
+    # Too many tokens: merge neighbours evenly, so the Markdown stays whole.
+    q, r = divmod(len(tokens), chunks)
+    bounds = [i * q + min(i, r) for i in range(chunks + 1)]
+    return ["".join(tokens[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+def _error(
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    kind: str = "invalid_request_error",
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    mock: MockServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up (a stopped reply, a killed kernel) is normal here."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes /v1 requests; HTTP/1.1 with chunked streams, like real servers."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: test output should not fill with access logs."""
+
+    def _handle(self) -> None:
+        assert isinstance(self.server, _Server)
+        mock = self.server.mock
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        path = self.path.split("?", 1)[0].rstrip("/")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        mock.requests.append(Received(self.command, path, headers, body))
+        if mock.api_key is not None and headers.get("authorization") != f"Bearer {mock.api_key}":
+            return self._json(401, _error("Incorrect API key provided.", code="invalid_api_key"))
+        if (self.command, path) == ("GET", "/v1/models"):
+            data = [
+                {"id": m, "object": "model", "created": 1700000000, "owned_by": o}
+                for m, o in MODELS
+            ]
+            return self._json(200, {"object": "list", "data": data})
+        if (self.command, path) == ("POST", "/v1/chat/completions"):
+            return self._chat(mock, body, headers)
+        self._json(404, _error(f"Invalid URL ({self.command} {path})"))
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def _json(self, status: int, obj: Any) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _chat(self, mock: MockServer, body: Any, headers: dict[str, str]) -> None:
+        if not isinstance(body, dict):
+            return self._json(400, _error("We could not parse the JSON body of your request."))
+        for field, kind in (("model", str), ("messages", list)):
+            if not isinstance(body.get(field), kind):
+                msg = f"Missing or invalid required parameter: '{field}'."
+                return self._json(400, _error(msg, field, "missing_required_parameter"))
+        model, _, spec = str(body["model"]).partition("@")
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        try:
+            opts = parse_options(spec, mock.defaults)
+            opts = parse_options(headers.get("x-mock-options", ""), opts)
+            if limit is not None and (not isinstance(limit, int) or limit < 1):
+                raise OptionError("Invalid 'max_completion_tokens': expected a positive integer.")
+        except OptionError as e:
+            return self._json(400, _error(str(e), "model"))
+        messages = body["messages"]
+        pieces = reply_pieces(messages, model, opts.reply, opts.chunks)
+        finish = "length" if limit is not None and limit < len(pieces) else "stop"
+        pieces = pieces[:limit]
+        n_prompt = prompt_tokens(messages)
+        usage = {
+            "prompt_tokens": n_prompt,
+            "completion_tokens": len(pieces),
+            "total_tokens": n_prompt + len(pieces),
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+        head = {
+            "id": f"chatcmpl-mock-{next(_ids)}",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_mock",
+        }
+        if not body.get("stream"):
+            time.sleep(opts.ttft + opts.delay * len(pieces))
+            choice = {
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": finish,
+                "message": {"role": "assistant", "content": "".join(pieces), "refusal": None},
+            }
+            return self._json(
+                200,
+                {
+                    **head,
+                    "object": "chat.completion",
+                    "choices": [choice],
+                    **({"usage": usage} if opts.usage else {}),
+                },
+            )
+        stream_opts = body.get("stream_options")
+        want_usage = (
+            opts.usage and isinstance(stream_opts, dict) and bool(stream_opts.get("include_usage"))
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._stream(head, pieces, finish, usage if want_usage else None, opts)
+
+    def _stream(
+        self,
+        head: dict[str, Any],
+        pieces: list[str],
+        finish: str,
+        usage: dict[str, Any] | None,
+        opts: Options,
+    ) -> None:
+        """Send SSE events; per-event flushes when slow, batched writes when delay is 0."""
+
+        def chunk(delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}
+            extra = {"usage": None} if usage is not None else {}
+            return {**head, "object": "chat.completion.chunk", "choices": [choice], **extra}
+
+        def event(obj: Any) -> str:
+            return f"data: {json.dumps(obj)}\n\n"
+
+        # Content chunks share everything but the text: format a template once.
+        mark = "\x00MOCK\x00"
+        pre, post = event(chunk({"content": mark}, None)).split(json.dumps(mark))
+        buf: list[str] = []
+
+        def send(text: str, force: bool = False) -> None:
+            buf.append(text)
+            if force or opts.delay > 0 or len(buf) >= 512:
+                data = "".join(buf).encode()
+                buf.clear()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+        try:
+            time.sleep(opts.ttft)
+            send(event(chunk({"role": "assistant", "content": ""}, None)))
+            for i, piece in enumerate(pieces):
+                if i and opts.delay > 0:
+                    time.sleep(opts.delay)
+                send(pre + json.dumps(piece) + post)
+            send(event(chunk({}, finish)))
+            if usage is not None:
+                last = chunk({}, finish)
+                last.update(usage=usage, choices=last["choices"] if opts.choices_on_usage else [])
+                send(event(last))
+            send("data: [DONE]\n\n", force=True)
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away mid-stream
+
+
+class MockServer:
+    """An OpenAI-compatible server on loopback, served from a daemon thread."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        chunks: int | None = None,
+        delay: float = 0.01,
+        ttft: float = 0.05,
+    ) -> None:
+        self.api_key = api_key
+        self.defaults = Options(chunks=chunks, delay=delay, ttft=ttft)
+        self.requests = RequestLog()
+        self._httpd = _Server((host, port), _Handler)  # bind now: .url is known at once
+        self._httpd.mock = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL for an OpenAI client, e.g. ``http://127.0.0.1:PORT/v1``."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def start(self) -> MockServer:
+        """Serve in a daemon thread; returns self for chaining."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, name="nbchat-mockserver", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def clear(self) -> None:
+        """Forget the recorded requests."""
+        self.requests.clear()
+
+    def __enter__(self) -> MockServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run in the foreground and print the URL, so a parent process can read it."""
+    p = argparse.ArgumentParser(prog="python -m nbchat.mockserver", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--chunks", type=int, default=None)
+    p.add_argument("--delay", type=float, default=0.01)
+    p.add_argument("--ttft", type=float, default=0.05)
+    a = p.parse_args(argv)
+    server = MockServer(
+        a.host, a.port, api_key=a.api_key, chunks=a.chunks, delay=a.delay, ttft=a.ttft
+    ).start()
+    print(f"nbchat mock server on {server.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

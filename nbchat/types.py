@@ -1,0 +1,148 @@
+"""Plain value types shared by every layer: messages, usage, replies and secrets.
+
+Frozen dataclasses so a reply handed to the user (`-o NAME`) or kept in the
+conversation cannot be changed behind the conversation's back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["Message", "Reply", "Secret", "Usage"]
+
+
+class Secret:
+    """An API key that never shows itself: repr/str give `sk-...9c0d`.
+
+    The clear value is only reachable through `.get()`, which the client calls
+    when it builds the Authorization header.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    @property
+    def masked(self) -> str:
+        value = self._value
+        if len(value) < 12:
+            return "***"
+        prefix = value[:3] if value.startswith("sk-") else ""
+        return f"{prefix}...{value[-4:]}"
+
+    def redact(self, text: str) -> str:
+        """`text` with every occurrence of the key replaced by its masked form."""
+        return text.replace(self._value, self.masked) if self._value else text
+
+    def __repr__(self) -> str:
+        return f"Secret('{self.masked}')"
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> Any:  # pickling (e.g. by %store) must not leak it either
+        raise TypeError("nbchat.Secret cannot be pickled")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message as the API takes it; `content` is text or content parts."""
+
+    role: str
+    content: str | list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "content": self.content}
+
+    @property
+    def text(self) -> str:
+        """The text of the message, with non-text parts left out."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts exactly as the server reported them (never estimated)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Usage:
+        prompt = int(data.get("prompt_tokens") or 0)
+        completion = int(data.get("completion_tokens") or 0)
+        details = data.get("prompt_tokens_details") or {}
+        completion_details = data.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=int(data.get("total_tokens") or prompt + completion),
+            cached_tokens=details.get("cached_tokens"),
+            reasoning_tokens=completion_details.get("reasoning_tokens"),
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What came back for one request, with the timings measured on the client.
+
+    `ttft` and `latency` are seconds from sending the request; `cost` is an
+    estimate in USD from the price table, or None when the model is unknown.
+    `str(reply)` is the text, so `-o answer` can be used like a string.
+    """
+
+    text: str
+    model: str
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    ttft: float | None = None
+    latency: float | None = None
+    system_fingerprint: str | None = None
+    cost: float | None = None
+    request: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Completion tokens over the generation time (after the first token)."""
+        if self.usage is None or self.latency is None or not self.usage.completion_tokens:
+            return None
+        span = self.latency - (self.ttft or 0.0)
+        return self.usage.completion_tokens / span if span > 0 else None
+
+    @property
+    def complete(self) -> bool:
+        return self.finish_reason not in (None, "interrupted", "error")
+
+    @property
+    def json(self) -> Any:
+        """The reply parsed as JSON (for `--json` / `--schema` replies)."""
+        return json.loads(self.text)
+
+    def with_(self, **changes: Any) -> Reply:
+        return replace(self, **changes)
+
+    def _repr_markdown_(self) -> str:
+        return self.text

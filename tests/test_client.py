@@ -1,0 +1,276 @@
+"""ChatClient over httpx.MockTransport: headers, bodies, SSE parsing, retries, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from nbchat.client import ChatClient, retry_delay
+from nbchat.errors import (
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    RateLimitError,
+    StreamError,
+    TransportError,
+)
+from nbchat.types import Secret
+
+from .openapi import validator
+
+KEY = "sk-unit-0123456789abcdefXYZW"
+PAYLOAD = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "hi"}],
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+def chunk(content=None, finish=None, usage=None, choices=True):
+    obj = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_unit",
+        "choices": [],
+    }
+    if choices:
+        delta = {"content": content} if content is not None else {}
+        obj["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+    if usage:
+        obj["usage"] = usage
+    return f"data: {json.dumps(obj)}\n\n".encode()
+
+
+USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+BODY = b"".join(
+    [
+        chunk(""),
+        chunk("Hel"),
+        chunk("lo, "),
+        chunk("wörld"),
+        chunk(finish="stop"),
+        chunk(usage=USAGE, choices=False),
+        b"data: [DONE]\n\n",
+    ]
+)
+
+
+def bytewise(body: bytes) -> Iterator[bytes]:
+    for i in range(len(body)):
+        yield body[i : i + 1]
+
+
+def make(handler, **kwargs) -> ChatClient:
+    defaults = {"base_url": "http://mock.test/v1/", "api_key": Secret(KEY), "sleep": lambda s: None}
+    return ChatClient(transport=httpx.MockTransport(handler), **{**defaults, **kwargs})
+
+
+def sse(body: bytes | Iterator[bytes], status: int = 200) -> httpx.Response:
+    return httpx.Response(
+        status,
+        headers={"content-type": "text/event-stream"},
+        stream=httpx.ByteStream(body) if isinstance(body, bytes) else _Iter(body),
+    )
+
+
+class _Iter(httpx.SyncByteStream):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+def test_request_url_headers_and_body():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return sse(BODY)
+
+    client = make(handler, organization="org-1", project="proj-1")
+    stream = client.stream(PAYLOAD)
+    assert "".join(stream) == "Hello, wörld"
+    request = seen[0]
+    assert request.method == "POST"
+    assert str(request.url) == "http://mock.test/v1/chat/completions"
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.headers["openai-organization"] == "org-1"
+    assert request.headers["openai-project"] == "proj-1"
+    body = json.loads(request.content)
+    assert body == PAYLOAD
+    assert not list(validator("CreateChatCompletionRequest").iter_errors(body))
+
+
+def test_reply_fields_from_a_stream_split_at_every_byte():
+    client = make(lambda request: sse(bytewise(BODY)))
+    stream = client.stream(PAYLOAD)
+    assert list(stream) == ["Hel", "lo, ", "wörld"]
+    reply = stream.reply
+    assert reply.text == "Hello, wörld"
+    assert reply.model == "gpt-4o-mini-2024-07-18"
+    assert reply.finish_reason == "stop"
+    assert reply.system_fingerprint == "fp_unit"
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (
+        9,
+        3,
+        12,
+    )
+    assert reply.ttft is not None and reply.latency is not None
+
+
+def test_usage_on_a_chunk_that_also_has_choices():
+    body = chunk("a") + chunk(finish="stop", usage=USAGE) + b"data: [DONE]\n\n"
+    stream = make(lambda r: sse(body)).stream(PAYLOAD)
+    list(stream)
+    assert stream.reply.usage is not None and stream.reply.usage.total_tokens == 12
+
+
+def test_no_usage_stays_none():
+    body = chunk("a") + chunk(finish="stop") + b"data: [DONE]\n\n"
+    stream = make(lambda r: sse(body)).stream(PAYLOAD)
+    list(stream)
+    assert stream.reply.usage is None and stream.reply.tokens_per_second is None
+
+
+def test_no_key_no_authorization_header():
+    seen = []
+    client = make(lambda r: seen.append(r) or sse(BODY), api_key=None)
+    list(client.stream(PAYLOAD))
+    assert "authorization" not in seen[0].headers
+
+
+def test_retries_429_honouring_retry_after_ms_then_succeeds():
+    calls, notices, sleeps = [], [], []
+
+    def handler(request):
+        calls.append(request)
+        if len(calls) < 3:
+            return httpx.Response(
+                429, headers={"retry-after-ms": "250"}, json={"error": {"message": "slow down"}}
+            )
+        return sse(BODY)
+
+    client = make(handler, sleep=sleeps.append)
+    stream = client.stream(PAYLOAD, on_retry=lambda *a: notices.append(a))
+    assert "".join(stream) == "Hello, wörld"
+    assert len(calls) == 3
+    assert sleeps == [0.25, 0.25]
+    assert notices[0] == ("rate limited", 0.25, 2, 3)
+
+
+def test_retries_run_out():
+    client = make(
+        lambda r: httpx.Response(429, json={"error": {"message": "quota"}}), max_retries=1
+    )
+    with pytest.raises(RateLimitError, match="quota"):
+        list(client.stream(PAYLOAD))
+
+
+def test_connect_error_is_retried_then_reported():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(TransportError, match=r"cannot reach http://mock\.test/v1"):
+        list(make(handler, max_retries=2).stream(PAYLOAD))
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "text"),
+    [
+        (401, AuthenticationError, "OPENAI_API_KEY"),
+        (404, NotFoundError, "%chat models"),
+        (400, BadRequestError, "context_length_exceeded happened"),
+    ],
+)
+def test_http_errors_map_to_one_line_with_hint(status, error, text):
+    body = {"error": {"message": f"context_length_exceeded happened; key {KEY} is wrong"}}
+    client = make(lambda r: httpx.Response(status, json=body))
+    with pytest.raises(error) as info:
+        list(client.stream(PAYLOAD))
+    shown = "\n".join(info.value._render_traceback_())
+    assert text in shown
+    assert KEY not in shown and KEY not in str(info.value)  # redacted even when echoed
+    assert len(shown.splitlines()) <= 2
+
+
+def test_stream_cut_after_tokens_keeps_the_partial_reply():
+    body = chunk("partial ") + chunk("text")  # no finish, no [DONE]
+    stream = make(lambda r: sse(body)).stream(PAYLOAD)
+    with pytest.raises(StreamError, match="reply incomplete") as info:
+        list(stream)
+    assert info.value.partial.text == "partial text"
+    assert info.value.partial.finish_reason == "error"
+
+
+def test_malformed_event_mid_stream():
+    body = chunk("ok ") + b"data: {not json\n\n"
+    with pytest.raises(StreamError, match="malformed") as info:
+        list(make(lambda r: sse(body)).stream(PAYLOAD))
+    assert info.value.partial.text == "ok "
+
+
+def test_error_object_mid_stream():
+    body = chunk("ok ") + b'data: {"error": {"message": "overloaded"}}\n\n'
+    with pytest.raises(StreamError, match="overloaded"):
+        list(make(lambda r: sse(body)).stream(PAYLOAD))
+
+
+def test_non_streaming_complete():
+    def handler(request):
+        assert json.loads(request.content)["stream"] is False
+        return httpx.Response(
+            200,
+            json={
+                "id": "x",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "gpt-4o-mini",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "done"},
+                    }
+                ],
+                "usage": USAGE,
+            },
+        )
+
+    reply = make(handler).complete(PAYLOAD)
+    assert reply.text == "done" and reply.usage is not None and reply.usage.total_tokens == 12
+
+
+def test_list_models():
+    client = make(lambda r: httpx.Response(200, json={"object": "list", "data": [{"id": "m1"}]}))
+    assert client.list_models() == [{"id": "m1"}]
+
+
+def test_one_http_client_is_reused():
+    client = make(lambda r: sse(BODY))
+    list(client.stream(PAYLOAD))
+    first = client.http
+    list(client.stream(PAYLOAD))
+    assert client.http is first
+
+
+def test_retry_delay_rules():
+    def response(**headers):
+        return httpx.Response(429, headers=headers)
+
+    assert retry_delay(response(**{"retry-after-ms": "1500"}), 1) == 1.5
+    assert retry_delay(response(**{"retry-after": "3"}), 1) == 3.0
+    assert 0.375 <= retry_delay(response(**{"retry-after": "999"}), 1) <= 0.5  # too long: backoff
+    assert 3.0 <= retry_delay(None, 4) <= 4.0
+    assert 6.0 <= retry_delay(None, 10) <= 8.0

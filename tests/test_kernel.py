@@ -1,0 +1,87 @@
+"""In a real kernel (as JupyterLab, Notebook 7 and VS Code run it): the reply streams
+as display updates, and the saved notebook keeps one clean Markdown output."""
+
+from __future__ import annotations
+
+import os
+
+import nbformat
+import pytest
+from jupyter_client.manager import start_new_kernel
+from nbclient import NotebookClient
+
+from nbchat.mockserver import reply_pieces
+
+from .conftest import ENV
+
+SETUP = (
+    "%load_ext nbchat\n"
+    "%config ChatMagics.base_url = {url!r}\n"
+    "%config ChatMagics.update_interval = 0.05"
+)
+MODEL = "gpt-4o-mini@chunks=400,delay=0.002,reply=markdown"
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    manager, client = start_new_kernel(kernel_name="python3", env=kernel_env())
+    yield client
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)
+
+
+def kernel_env() -> dict[str, str]:
+    """This process's environment without nbchat/OpenAI settings (display mode 'auto')."""
+    return {k: v for k, v in os.environ.items() if k not in ENV}
+
+
+def execute(client, code: str) -> list[dict]:
+    """Run code; return the iopub messages that belong to it."""
+    msg_id = client.execute(code)
+    messages = []
+    while True:
+        msg = client.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return messages
+        messages.append(msg)
+
+
+def test_reply_streams_as_display_updates_then_one_clean_output(kernel, server):
+    execute(kernel, SETUP.format(url=server.url))
+    messages = execute(kernel, f"%%chat -m {MODEL}\nwrite a report")
+    kinds = [m["msg_type"] for m in messages]
+    assert "error" not in kinds, messages
+    updates = kinds.count("update_display_data")
+    assert updates >= 3  # streamed in place while tokens arrived
+    # bounded by the update rate, not by the 400 chunks
+    assert kinds.count("display_data") + updates < 100
+    clear = kinds.index("clear_output")
+    final = [m for m in messages[clear:] if m["msg_type"] == "display_data"]
+    text = "".join(
+        reply_pieces(
+            [{"role": "user", "content": "write a report"}],
+            "gpt-4o-mini",
+            reply="markdown",
+            chunks=400,
+        )
+    )
+    assert final[0]["content"]["data"]["text/markdown"] == text
+    assert "400 completion" in final[1]["content"]["data"]["text/plain"]
+
+
+def test_saved_notebook_holds_exactly_one_markdown_output(server, tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(SETUP.format(url=server.url)),
+        nbformat.v4.new_code_cell(f"%%chat -m {MODEL}\nwrite a report"),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute(env=kernel_env())
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, path)
+    outputs = nbformat.read(path, as_version=4).cells[1].outputs
+    markdown = [o for o in outputs if "text/markdown" in o.get("data", {})]
+    assert len(markdown) == 1
+    assert markdown[0]["data"]["text/markdown"].startswith("# ")
+    assert len(outputs) == 2  # the reply and its footer
