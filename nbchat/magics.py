@@ -127,18 +127,31 @@ class ChatMagics(Magics, ChatSettings):
     # -- %chat commands ---------------------------------------------------------------
 
     def _line_command(self, args: Any) -> Any:
+        """`%chat WORD ...` runs the command `_cmd_WORD` if there is one, else asks WORD ...
+
+        Commands are methods named `_cmd_<name>(rest)`; feature mixins add their own.
+        """
         words: list[str] = args.words
-        if not words or words[0] == "help":
-            print(LINE_HELP)
-            return None
-        command, rest = words[0], words[1:]
-        if command == "reset" and not rest:
-            dropped = self.session.conversation().reset()
-            print(f"conversation reset ({dropped} turn{'s' * (dropped != 1)} dropped)")
-            return None
-        if command == "history" and not rest:
-            return self._history()
+        if not words:
+            return self._cmd_help([])
+        command = getattr(self, f"_cmd_{words[0]}", None)
+        if command is not None:
+            return command(words[1:])
         return self._send(" ".join(words), args)
+
+    def _cmd_help(self, rest: list[str]) -> None:
+        print(LINE_HELP)
+
+    def _cmd_reset(self, rest: list[str]) -> None:
+        if rest:
+            raise OptionError(f"%chat reset takes no arguments, not {' '.join(rest)!r}")
+        dropped = self.session.conversation().reset()
+        print(f"conversation reset ({dropped} turn{'s' * (dropped != 1)} dropped)")
+
+    def _cmd_history(self, rest: list[str]) -> None:
+        if rest:
+            raise OptionError(f"%chat history takes no arguments, not {' '.join(rest)!r}")
+        self._history()
 
     def _history(self) -> None:
         from IPython.display import display

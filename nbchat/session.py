@@ -8,9 +8,10 @@ was and re-raises a one-line NbChatError with the partial reply attached.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
-from .client import ChatClient
+from .client import ChatClient, ChatStream
 from .config import Settings
 from .conversation import Conversation
 from .errors import ConfigError, Interrupted, StreamError
@@ -37,6 +38,21 @@ class ChatSession:
         self._client: ChatClient | None = None
         self._client_key: tuple[Any, ...] | None = None
         self.last_reply: Reply | None = None
+        self._active: ChatStream | None = None
+        self._stop = threading.Event()
+
+    def stop(self) -> bool:
+        """Stop the reply that is streaming now (from another thread, e.g. a Stop button).
+
+        The partial reply is kept as an interrupted turn, as on a kernel interrupt.
+        Returns False when nothing was streaming.
+        """
+        active = self._active
+        if active is None:
+            return False
+        self._stop.set()
+        active.close()
+        return True
 
     def conversation(self, name: str | None = None) -> Conversation:
         """The named conversation (created on first use); the active one by default."""
@@ -127,10 +143,23 @@ class ChatSession:
             view.finish(reply.text, reply if footer else None)
         else:
             chat = client.stream(payload, on_retry=on_retry)
+            self._stop.clear()
+            self._active = chat
             try:
                 for delta in chat:
                     view.feed(delta)
-            except KeyboardInterrupt:
+                    if self._stop.is_set():
+                        raise KeyboardInterrupt
+            except (KeyboardInterrupt, StreamError) as stopped:
+                if isinstance(stopped, StreamError) and not self._stop.is_set():
+                    error = stopped
+                    error.partial = priced(error.partial)
+                    view.finish(
+                        error.partial.text, error.partial if footer and error.partial.text else None
+                    )
+                    self.last_reply = error.partial
+                    raise
+
                 chat.close()
                 partial = priced(chat.build_reply("interrupted"))
                 view.finish(partial.text, partial if footer else None)
@@ -142,13 +171,8 @@ class ChatSession:
                     partial=partial,
                     hint="the partial reply was kept in the conversation" if partial.text else None,
                 ) from None
-            except StreamError as error:
-                error.partial = priced(error.partial)
-                view.finish(
-                    error.partial.text, error.partial if footer and error.partial.text else None
-                )
-                self.last_reply = error.partial
-                raise
+            finally:
+                self._active = None
             reply = priced(chat.reply)
             view.finish(reply.text, reply if footer else None)
         self.last_reply = reply
