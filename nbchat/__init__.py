@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["__version__", "load_ipython_extension", "panel", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -24,9 +24,24 @@ def load_ipython_extension(ipython: Any) -> None:
         ipython.configurables.append(magics)
 
 
+def panel(shell: Any = None) -> Any:
+    """A chat panel on the running kernel's conversation (as `%chat panel`).
+
+    Loads the extension if needed; ipywidgets is imported only here.
+    """
+    from .widget import open_panel
+
+    return open_panel(shell)
+
+
 def unload_ipython_extension(ipython: Any) -> None:
-    """Remove the magics and close the HTTP client; the conversation is discarded."""
+    """Remove the magics, close open panels and the HTTP client; the conversation is discarded."""
+    import sys
+
     from .magics import ChatMagics
+
+    if "nbchat.widget" in sys.modules:
+        sys.modules["nbchat.widget"].close_panels()
 
     for configurable in [c for c in ipython.configurables if isinstance(c, ChatMagics)]:
         ipython.configurables.remove(configurable)

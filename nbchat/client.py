@@ -264,6 +264,7 @@ class ChatStream:
         self.finish_reason: str | None = None
         self.fingerprint: str | None = None
         self._reply: Reply | None = None
+        self._closed = False
 
     @property
     def text(self) -> str:
@@ -277,6 +278,8 @@ class ChatStream:
         self.started = time.perf_counter()
         response = self._client._send(self.payload, self._on_retry, stream=True)
         self._response = response
+        if self._closed:  # stopped while waiting for the headers
+            _shutdown(response)
         try:
             yield from self._read(response)
         finally:
@@ -359,8 +362,28 @@ class ChatStream:
         return self._reply
 
     def close(self) -> None:
-        if self._response is not None:
-            self._response.close()
+        """End the reply; safe from another thread (the panel's Stop button).
+
+        Shutting the socket down wakes a read that is blocked waiting for the next
+        token at once; closing alone would leave it blocked until data arrives.
+        """
+        self._closed = True
+        response = self._response
+        if response is not None:
+            _shutdown(response)
+            response.close()
+
+
+def _shutdown(response: httpx.Response) -> None:
+    """Shut down the response's socket (httpcore's `network_stream` extension), if any."""
+    import contextlib
+    import socket
+
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 # -- helpers (pure) -------------------------------------------------------------------

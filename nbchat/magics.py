@@ -26,6 +26,7 @@ LINE_HELP = """\
 %chat QUESTION                           a one-line question in the same conversation
 %chat reset                              forget the conversation (the system prompt stays)
 %chat history                            show the conversation so far
+%chat panel                              a chat panel on the same conversation (widgets)
 %chat help                               this help; %%chat? lists every flag
 %config ChatMagics                       every setting (the key is shown masked)
 """
@@ -147,6 +148,15 @@ class ChatMagics(Magics, ChatSettings):
             raise OptionError(f"%chat reset takes no arguments, not {' '.join(rest)!r}")
         dropped = self.session.conversation().reset()
         print(f"conversation reset ({dropped} turn{'s' * (dropped != 1)} dropped)")
+
+    def _cmd_panel(self, rest: list[str]) -> None:
+        if rest:
+            raise OptionError(f"%chat panel takes no arguments, not {' '.join(rest)!r}")
+        from IPython.display import display
+
+        from .widget import ChatPanel  # ipywidgets is imported here, not at %load_ext
+
+        display(ChatPanel(self))
 
     def _cmd_history(self, rest: list[str]) -> None:
         if rest:

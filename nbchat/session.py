@@ -9,12 +9,13 @@ was and re-raises a one-line NbChatError with the partial reply attached.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Protocol
 
 from .client import ChatClient, ChatStream
 from .config import Settings
 from .conversation import Conversation
-from .errors import ConfigError, Interrupted, StreamError
+from .errors import ConfigError, Interrupted, OptionError, StreamError
 from .pricing import estimate_cost
 from .types import Message, Reply
 
@@ -38,21 +39,36 @@ class ChatSession:
         self._client: ChatClient | None = None
         self._client_key: tuple[Any, ...] | None = None
         self.last_reply: Reply | None = None
-        self._active: ChatStream | None = None
-        self._stop = threading.Event()
+        # Replies streaming now, by conversation (the panel streams from a worker thread
+        # while cells run other conversations), each with the event that stops it.
+        self._streams: dict[str, tuple[ChatStream, threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()  # the running reply's stop event, per thread
 
-    def stop(self) -> bool:
-        """Stop the reply that is streaming now (from another thread, e.g. a Stop button).
+    def stop(self, conversation: str | None = None) -> bool:
+        """Stop the reply streaming in `conversation` (any, when None); thread-safe.
 
-        The partial reply is kept as an interrupted turn, as on a kernel interrupt.
-        Returns False when nothing was streaming.
+        For the panel's Stop button: the partial reply is kept as an interrupted
+        turn, as on a kernel interrupt. Returns False when nothing was streaming.
         """
-        active = self._active
-        if active is None:
-            return False
-        self._stop.set()
-        active.close()
-        return True
+        with self._lock:
+            running = [s for name, s in self._streams.items() if conversation in (None, name)]
+        for chat, stopped in running:
+            stopped.set()
+            chat.close()
+        return bool(running)
+
+    def streaming(self, conversation: str | None = None) -> bool:
+        """Whether a reply is streaming in `conversation` (the active one by default)."""
+        return (conversation or self.active) in self._streams
+
+    def _retry_wait(self, delay: float) -> None:
+        """The client's sleep before a retry, cut short (as an interrupt) by `stop()`."""
+        stopped: threading.Event | None = getattr(self._local, "stopped", None)
+        if stopped is None:
+            time.sleep(delay)
+        elif stopped.wait(delay):
+            raise KeyboardInterrupt
 
     def conversation(self, name: str | None = None) -> Conversation:
         """The named conversation (created on first use); the active one by default."""
@@ -62,7 +78,11 @@ class ChatSession:
         return self.conversations[name]
 
     def client(self, settings: Settings) -> ChatClient:
-        """The shared client; rebuilt only when connection settings changed."""
+        """The shared client; rebuilt only when connection settings changed (thread-safe)."""
+        with self._lock:
+            return self._shared_client(settings)
+
+    def _shared_client(self, settings: Settings) -> ChatClient:
         if self._client is None or self._client_key != settings.connection:
             if self._client is not None:
                 self._client.close()
@@ -73,14 +93,17 @@ class ChatSession:
                 project=settings.project,
                 timeout=settings.timeout,
                 max_retries=settings.max_retries,
+                sleep=self._retry_wait,
             )
             self._client_key = settings.connection
+            self._client.http  # noqa: B018 -- made here, under the lock: threads share it
         return self._client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def build_payload(
         self,
@@ -143,15 +166,22 @@ class ChatSession:
             view.finish(reply.text, reply if footer else None)
         else:
             chat = client.stream(payload, on_retry=on_retry)
-            self._stop.clear()
-            self._active = chat
+            stop = threading.Event()
+            with self._lock:
+                if conv.name in self._streams:
+                    raise OptionError(
+                        f"a reply is still streaming in conversation {conv.name!r}",
+                        hint="wait for it, or stop it (the panel's Stop button)",
+                    )
+                self._streams[conv.name] = (chat, stop)
+            self._local.stopped = stop
             try:
                 for delta in chat:
                     view.feed(delta)
-                    if self._stop.is_set():
+                    if stop.is_set():
                         raise KeyboardInterrupt
             except (KeyboardInterrupt, StreamError) as stopped:
-                if isinstance(stopped, StreamError) and not self._stop.is_set():
+                if isinstance(stopped, StreamError) and not stop.is_set():
                     error = stopped
                     error.partial = priced(error.partial)
                     view.finish(
@@ -172,7 +202,9 @@ class ChatSession:
                     hint="the partial reply was kept in the conversation" if partial.text else None,
                 ) from None
             finally:
-                self._active = None
+                self._local.stopped = None
+                with self._lock:
+                    del self._streams[conv.name]
             reply = priced(chat.reply)
             view.finish(reply.text, reply if footer else None)
         self.last_reply = reply

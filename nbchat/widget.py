@@ -1,0 +1,403 @@
+"""The chat panel (`%chat panel`, `nbchat.panel()`): widgets on the magic's own ChatSession.
+
+One shared state: the transcript is the session's active conversation, so turns
+made in `%%chat` cells appear here (refreshed after every cell) and turns made
+here continue in the next cell. A reply streams in a worker thread so the kernel
+stays free for Stop and for other cells; that thread updates the widgets itself
+(ipywidgets sends each change as a comm message, which ipykernel accepts from any
+thread) at most once per `update_interval`. Replies are Markdown outputs inside
+Output widgets, so the frontend renders them exactly like a `%%chat` cell's output
+(code highlighting, math, the light or dark theme) and no Markdown library is needed.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from .blocks import last_boundary
+from .errors import ConfigError, Interrupted, NbChatError
+from .promptbox import PromptBox
+from .render import footer_text
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .conversation import Conversation, Turn
+    from .magics import ChatMagics
+    from .types import Reply
+
+__all__ = ["ChatPanel", "close_panels", "open_panel"]
+
+#: The API's default; left out of requests so models that refuse the parameter still work.
+DEFAULT_TEMPERATURE = 1.0
+_panels: weakref.WeakSet[ChatPanel] = weakref.WeakSet()
+
+
+def _markdown(text: str) -> tuple[dict[str, Any], ...]:
+    data = {"text/markdown": text, "text/plain": text}
+    return ({"output_type": "display_data", "data": data, "metadata": {}},)
+
+
+def _label(text: str, css_class: str) -> widgets.HTML:
+    label = widgets.HTML(html.escape(text))
+    label.add_class(css_class)
+    return label
+
+
+def _reply_widgets(text: str, footer: Reply | None) -> tuple[widgets.Widget, ...]:
+    """A finished reply: one Markdown output, then its usage footer."""
+    shown: list[widgets.Widget] = [widgets.Output(outputs=_markdown(text))] if text else []
+    if footer is not None:
+        shown.append(_label(footer_text(footer), "nbchat-footer"))
+    return tuple(shown)
+
+
+def _turn_box(user: str, reply: widgets.VBox) -> widgets.VBox:
+    return widgets.VBox([_label(user, "nbchat-you"), _label("Assistant", "nbchat-role"), reply])
+
+
+def _close_tree(widget: widgets.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+def _cost(value: float | None) -> str:
+    return "" if value is None else f" · ${value:.6f}" if value < 0.01 else f" · ${value:.4f}"
+
+
+class TurnView:
+    """One reply streaming into the panel (a session `View`), called from the worker.
+
+    Finished Markdown blocks go out once, in an Output of their own; only the open
+    block is re-sent, so the bytes sent grow linearly with the reply.
+    """
+
+    def __init__(self, panel: ChatPanel, body: widgets.VBox, interval: float) -> None:
+        self.panel, self.body, self.interval = panel, body, interval
+        self.parts: list[str] = []
+        self.frozen = 0  # characters already published as finished blocks
+        self.open: widgets.Output | None = None
+        self.due = 0.0
+        self.updates = 0
+
+    def status(self, text: str) -> None:
+        self.panel.say(text)
+
+    def feed(self, delta: str) -> None:
+        if not self.parts:
+            self.panel.say("")  # the reply replaces any retry notice
+        self.parts.append(delta)
+        if self.panel.stop_wanted.is_set():
+            self.panel.session.stop(self.panel.streaming)
+        now = time.perf_counter()
+        if now >= self.due:
+            self.due = now + self.interval
+            self.flush()
+
+    def flush(self) -> None:
+        tail = "".join(self.parts)[self.frozen :]
+        cut = last_boundary(tail)
+        if cut:
+            self._publish(tail[:cut])  # the open output now holds finished blocks only
+            self.open, self.frozen, tail = None, self.frozen + cut, tail[cut:]
+        if tail:
+            self._publish(tail)
+
+    def _publish(self, text: str) -> None:
+        self.updates += 1
+        if self.open is None:
+            self.open = widgets.Output(outputs=_markdown(text))
+            self.body.children = (*self.body.children, self.open)
+        else:
+            self.open.outputs = _markdown(text)
+
+    def finish(self, text: str, footer: Reply | None = None) -> None:
+        """One clean output with the whole reply replaces the streamed pieces."""
+        pieces = self.body.children
+        self.body.children = _reply_widgets(text, footer)
+        for piece in pieces:
+            piece.close()
+
+
+class ChatPanel:
+    """The panel: displays as its widget tree; `refresh()` re-reads the shared session."""
+
+    def __init__(self, magics: ChatMagics) -> None:
+        self.magics, self.session = magics, magics.session
+        assert magics.shell is not None
+        self._shell = magics.shell
+        self._lock = threading.RLock()
+        self._worker: threading.Thread | None = None
+        self.streaming: str | None = None  # the conversation a reply streams in
+        self.stop_wanted = threading.Event()
+        self._shown: list[Turn] = []  # the turns in the transcript, one box each
+        self._boxes: list[widgets.Widget] = []
+        self._pending: widgets.Widget | None = None  # the reply streaming, or a broken one
+        self._syncing = False
+        settings = magics.settings()
+        wide = {"description_width": "initial"}
+        self.conversations = widgets.Dropdown(description="Conversation", style=wide)
+        self.new = widgets.Button(description="New conversation", icon="plus")
+        self.model = widgets.Dropdown(
+            description="Model", options=[settings.model], value=settings.model, style=wide
+        )
+        self.temperature = widgets.FloatSlider(
+            value=DEFAULT_TEMPERATURE, min=0.0, max=2.0, step=0.1, description="Temperature",
+            readout_format=".1f", style=wide,
+        )  # fmt: skip
+        self.system = widgets.Textarea(
+            description="System", rows=1, continuous_update=False, style=wide,
+            layout=widgets.Layout(width="100%"),
+        )  # fmt: skip
+        self.transcript = widgets.VBox()
+        scroll = widgets.Box([self.transcript], layout=widgets.Layout(max_height="480px"))
+        scroll.layout.overflow = "auto"
+        scroll.add_class("nbchat-scroll")
+        self.status = widgets.HTML()
+        self.status.add_class("nbchat-status")
+        self.prompt = PromptBox(placeholder="Message (Enter sends, Shift+Enter for a new line)")
+        self.prompt.layout.flex = "1"
+        self.send = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
+        self.stop = widgets.Button(description="Stop", icon="stop", disabled=True)
+        self.totals = _label("", "nbchat-totals")
+        toolbar = widgets.HBox([self.conversations, self.new, self.model, self.temperature])
+        toolbar.layout.flex_flow = "row wrap"
+        entry = widgets.HBox([self.prompt, self.send, self.stop])
+        self.widget = widgets.VBox([toolbar, self.system, scroll, self.status, entry, self.totals])
+        self.widget.add_class("nbchat-panel")
+
+        self.prompt.on_submit(self.submit)
+        self.send.on_click(lambda _: self.submit(self.prompt.value))
+        self.stop.on_click(lambda _: self.request_stop())
+        self.new.on_click(lambda _: self.new_conversation())
+        self.conversations.observe(self._pick_conversation, "value")
+        self.system.observe(self._set_system, "value")
+        self._models = threading.Thread(target=self._load_models, args=(settings,), daemon=True)
+        self._models.start()
+        self._shell.events.register("post_run_cell", self._after_cell)
+        _panels.add(self)
+        self.refresh()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.session.conversation()
+
+    # -- actions -----------------------------------------------------------------
+
+    def submit(self, text: str) -> None:
+        """Send `text` in the current conversation; the reply streams in a worker thread."""
+        text = text.strip()
+        if not text:
+            return self.say("the message is empty", error=True)
+        if self.streaming is not None:
+            return self.say("a reply is still streaming: wait for it or press Stop", error=True)
+        settings = self.magics.settings()
+        name = self.session.active
+        temperature = round(float(self.temperature.value), 2)
+        params = None if temperature == DEFAULT_TEMPERATURE else {"temperature": temperature}
+        with self._lock:
+            self._drop_pending()
+            body = widgets.VBox()
+            self._pending = _turn_box(text, body)
+            self.streaming = name
+            self.stop_wanted.clear()
+            self._set_busy(True)
+            self._layout()
+        self.prompt.value = ""
+        self.say("")
+        view = TurnView(self, body, settings.update_interval)
+        args = (text, settings, view, name, self.model.value, params)
+        self._worker = threading.Thread(target=self._run, args=args, daemon=True)
+        self._worker.start()
+
+    def request_stop(self) -> None:
+        """Stop the streaming reply at once; its partial text stays as an interrupted turn."""
+        if self.streaming is not None:
+            self.stop_wanted.set()
+            self.session.stop(self.streaming)
+
+    def new_conversation(self) -> str:
+        """Start an empty conversation (`chat-2`, `chat-3`, ...) and make it the active one."""
+        number = 2
+        while f"chat-{number}" in self.session.conversations:
+            number += 1
+        name = f"chat-{number}"
+        self.session.conversation(name)
+        self.session.active = name
+        self.refresh()
+        return name
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the streaming reply and the model list; False if still running."""
+        for thread in (self._models, self._worker):
+            if thread is not None:
+                thread.join(timeout)
+        return self.streaming is None and not self._models.is_alive()
+
+    def close(self) -> None:
+        """Stop listening to cells and close every widget of the panel."""
+        self.request_stop()
+        events = self._shell.events
+        if self._after_cell in events.callbacks["post_run_cell"]:
+            events.unregister("post_run_cell", self._after_cell)
+        _close_tree(self.widget)
+        _panels.discard(self)
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        """The panel's one status line (errors in the theme's error colour)."""
+        css = "nbchat-error" if error else "nbchat-hint"
+        self.status.value = f'<span class="{css}">{html.escape(text)}</span>' if text else ""
+
+    # -- the worker --------------------------------------------------------------
+
+    def _run(self, text: str, settings: Settings, view: TurnView, *args: Any) -> None:
+        name, model, params = args
+        try:
+            self.session.run(text, settings, view, conversation=name, model=model, params=params)
+            self._done(text, None)
+        except Exception as error:  # a worker thread can only report in the panel
+            self._done(text, error)
+
+    def _done(self, text: str, error: Exception | None) -> None:
+        partial = getattr(error, "partial", None)
+        kept = error is None or (isinstance(error, Interrupted) and bool(partial and partial.text))
+        with self._lock:
+            name, self.streaming = self.streaming, None
+            turns = self.session.conversation(name).turns
+            if kept and self._pending is not None and name == self.session.active and turns:
+                self._shown.append(turns[-1])  # the streamed box already shows this turn
+                self._boxes.append(self._pending)
+                self._pending = None
+            elif not (partial and partial.text):
+                self._drop_pending()
+            self._set_busy(False)
+        self.refresh()
+        if isinstance(error, Interrupted):
+            self.say("stopped" + ("; the partial reply was kept" if kept else ""))
+        elif isinstance(error, NbChatError):
+            self.say(f"nbchat: {error}", error=True)
+        elif error is not None:
+            self.say(f"nbchat: unexpected {type(error).__name__}: {error}", error=True)
+        if not kept and not self.prompt.value:
+            self.prompt.value = text  # nothing was kept: the message can be sent again
+
+    def _load_models(self, settings: Settings) -> None:
+        try:
+            listed = self.session.client(settings).list_models()
+        except NbChatError as error:
+            if not self.status.value:  # a reply's own message matters more
+                self.say(f"cannot list models, using {settings.model}: {error.message}")
+            return
+        ids = sorted({str(m["id"]) for m in listed if isinstance(m, dict) and m.get("id")})
+        with self._lock:
+            chosen = self.model.value
+            self.model.options = [chosen, *(i for i in ids if i != chosen)]
+            self.model.value = chosen
+
+    # -- showing the session -------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Show the session as it is: conversations, system prompt, transcript, totals."""
+        with self._lock:
+            self._syncing = True
+            try:
+                self.conversations.options = list(self.session.conversations)
+                self.conversations.value = self.session.active
+                self.system.value = self.conversation.system_prompt or ""
+            finally:
+                self._syncing = False
+            default = self.magics.settings().system_prompt
+            self.system.placeholder = f"default: {default}" if default else "none"
+            if self.streaming is None:
+                self._show_turns(self.conversation.turns)
+            self._show_totals()
+
+    def _show_turns(self, turns: list[Turn]) -> None:
+        shown = len(self._shown)
+        if not (
+            len(turns) >= shown and all(a is b for a, b in zip(self._shown, turns, strict=False))
+        ):
+            for box in self._boxes:
+                _close_tree(box)
+            self._shown, self._boxes, shown = [], [], 0
+        if len(turns) > shown:
+            self._drop_pending()
+        for turn in turns[shown:]:
+            footer = turn.reply if self.magics.show_usage else None
+            reply = widgets.VBox(_reply_widgets(turn.reply.text, footer))
+            self._boxes.append(_turn_box(turn.user.text, reply))
+            self._shown.append(turn)
+        self._layout()
+
+    def _layout(self) -> None:
+        shown = [*self._boxes, *([self._pending] if self._pending else [])]
+        if not shown:
+            shown = [_label("The conversation is empty: write below.", "nbchat-hint")]
+        self.transcript.children = shown
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None:
+            _close_tree(self._pending)
+            self._pending = None
+
+    def _set_busy(self, busy: bool) -> None:
+        self.send.disabled = self.conversations.disabled = self.new.disabled = busy
+        self.stop.disabled = not busy
+
+    def _show_totals(self) -> None:
+        def summary(convs: list[Conversation]) -> str:
+            turns = sum(len(c) for c in convs)
+            costs = [c.total_cost for c in convs if c.total_cost is not None]
+            tokens = sum(c.total_tokens for c in convs)
+            return f"{turns} turn{'s' * (turns != 1)} · {tokens} tokens" + _cost(
+                sum(costs) if costs else None
+            )
+
+        this = summary([self.conversation])
+        total = summary(list(self.session.conversations.values()))
+        self.totals.value = html.escape(f"this conversation: {this} — session: {total}")
+
+    def _after_cell(self, *_: Any) -> None:
+        self.refresh()
+
+    def _pick_conversation(self, change: Any) -> None:
+        if not self._syncing and change["new"] and change["new"] != self.session.active:
+            self.session.active = change["new"]
+            self.refresh()
+
+    def _set_system(self, change: Any) -> None:
+        if not self._syncing:
+            self.conversation.system_prompt = change["new"].strip() or None
+
+
+def open_panel(shell: Any = None) -> ChatPanel:
+    """A new panel on the session of `shell` (the running IPython), loading nbchat if needed."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            raise ConfigError(
+                "the chat panel needs IPython or Jupyter", hint="run it in a notebook"
+            )
+    from .magics import ChatMagics
+
+    if not any(isinstance(c, ChatMagics) for c in shell.configurables):
+        shell.run_line_magic("load_ext", "nbchat")
+    magics = next(c for c in shell.configurables if isinstance(c, ChatMagics))
+    return ChatPanel(magics)
+
+
+def close_panels() -> None:
+    """Close every open panel (when the extension is unloaded)."""
+    for panel in list(_panels):
+        panel.close()

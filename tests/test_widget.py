@@ -1,0 +1,317 @@
+"""The chat panel without a browser: its widgets driven as a frontend would, against the
+mock server, on the same ChatSession as the magic."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+import nbchat
+from nbchat import widget
+from nbchat.client import ChatClient
+from nbchat.config import Settings
+from nbchat.errors import Interrupted, OptionError
+from nbchat.mockserver import MODELS, MockServer, mock_reply, reply_pieces
+from nbchat.session import ChatSession
+from nbchat.widget import ChatPanel
+
+from .conftest import TEST_KEY, run
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+SLOW = "gpt-4o-mini@chunks=400,delay=0.02,reply=paragraph"  # ~8 s: long enough to stop
+
+
+def eventually(check: Callable[[], object], deadline: float = 30.0) -> None:
+    """Wait until `check()` is true; a deadline for hangs, not a timing assertion."""
+    end = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < end, "gave up waiting"
+        time.sleep(0.01)
+
+
+def markdown_in(widget) -> list[str]:
+    """Every Markdown text shown inside `widget`, in order (what a frontend renders)."""
+    found = [o["data"]["text/markdown"] for o in getattr(widget, "outputs", ())]
+    for child in getattr(widget, "children", ()):
+        found += markdown_in(child)
+    return found
+
+
+def html_in(widget, css_class: str) -> list[str]:
+    found = [widget.value] if css_class in getattr(widget, "_dom_classes", ()) else []
+    for child in getattr(widget, "children", ()):
+        found += html_in(child, css_class)
+    return found
+
+
+@pytest.fixture
+def open_panel(ip) -> Iterator[Callable[[], ChatPanel]]:
+    panels: list[ChatPanel] = []
+
+    def make() -> ChatPanel:
+        panels.append(nbchat.panel(ip))
+        return panels[-1]
+
+    yield make
+    for panel in panels:
+        panel.close()
+        panel.wait(30)
+
+
+def last_chat(server: MockServer) -> dict:
+    """The body of the last chat request (the panel also asks for the model list)."""
+    return [r.body for r in server.requests if r.path.endswith("/chat/completions")][-1]
+
+
+def send(panel: ChatPanel, text: str) -> None:
+    panel.prompt.value = text
+    panel.send.click()
+    assert panel.wait(30)
+
+
+def test_send_streams_the_reply_with_footer_into_the_shared_conversation(ip, server, open_panel):
+    panel = open_panel()
+    send(panel, "hello from the panel")
+    sent = last_chat(server)
+    assert sent["messages"] == [{"role": "user", "content": "hello from the panel"}]
+    assert sent["stream"] is True and "temperature" not in sent
+    expected = mock_reply(sent["messages"], "gpt-4o-mini")
+    assert markdown_in(panel.transcript) == [expected]
+    assert html_in(panel.transcript, "nbchat-you") == ["hello from the panel"]
+    (footer,) = html_in(panel.transcript, "nbchat-footer")
+    completion = len(reply_pieces(sent["messages"], "gpt-4o-mini"))
+    assert re.search(rf"\d+ prompt \+ {completion} completion = \d+ tokens", footer), footer
+    assert footer.startswith("gpt-4o-mini · ") and "$" in footer
+    assert panel.prompt.value == "" and panel.status.value == ""
+    assert not panel.send.disabled and panel.stop.disabled
+    # One shared state: the next %%chat cell continues the panel's conversation ...
+    result, _ = run(ip, "%%chat\nand from a cell")
+    assert result.error_in_exec is None
+    assert last_chat(server)["messages"][:2] == [
+        {"role": "user", "content": "hello from the panel"},
+        {"role": "assistant", "content": expected},
+    ]
+    # ... and the open panel shows the cell's turn once the cell has run.
+    assert html_in(panel.transcript, "nbchat-you") == ["hello from the panel", "and from a cell"]
+    assert "turn 2 of the conversation" in markdown_in(panel.transcript)[1]
+    assert "2 turns" in panel.totals.value
+
+
+def test_a_new_panel_shows_turns_made_in_cells(ip, server, open_panel):
+    run(ip, "%%chat\nfirst from a cell")
+    panel = open_panel()
+    assert html_in(panel.transcript, "nbchat-you") == ["first from a cell"]
+    (footer,) = html_in(panel.transcript, "nbchat-footer")
+    assert "completion" in footer
+
+
+def test_chat_panel_magic_displays_a_widget(ip, server):
+    result, captured = run(ip, "%chat panel")
+    assert result.error_in_exec is None
+    (view,) = [o.data for o in captured.outputs]
+    (panel,) = [p for p in widget._panels if p.widget.model_id == view[WIDGET_VIEW]["model_id"]]
+    panel.close()
+    assert panel.wait(30)
+    result, _ = run(ip, "%chat panel now")
+    assert isinstance(result.error_in_exec, OptionError)
+
+
+def test_enter_in_the_prompt_box_sends_exactly_the_typed_text(ip, server, open_panel):
+    panel = open_panel()
+    panel.prompt.value = "stale text"  # the submit message carries the text itself
+    panel.prompt._handle_custom_msg({"event": "submit", "text": "line one\nline two"}, [])
+    assert panel.wait(30)
+    assert last_chat(server)["messages"][-1]["content"] == "line one\nline two"
+    assert panel.prompt.value == ""
+
+
+def test_stop_mid_stream_keeps_the_partial_reply_as_an_interrupted_turn(ip, server, open_panel):
+    ip.run_line_magic("config", f"ChatMagics.model = {SLOW!r}")
+    panel = open_panel()
+    panel.prompt.value = "a long answer please"
+    panel.send.click()
+    eventually(lambda: markdown_in(panel.transcript))  # text is streaming in
+    assert panel.send.disabled and not panel.stop.disabled
+    panel.stop.click()
+    assert panel.wait(30)
+    (turn,) = ip.magics_manager.registry["ChatMagics"].session.conversation().turns
+    assert turn.reply.finish_reason == "interrupted"
+    full = "".join(reply_pieces([], "gpt-4o-mini", reply="paragraph", chunks=400))
+    assert turn.reply.text and full.startswith(turn.reply.text) and turn.reply.text != full
+    assert markdown_in(panel.transcript) == [turn.reply.text]
+    assert "finish: interrupted" in html_in(panel.transcript, "nbchat-footer")[0]
+    assert "stopped" in panel.status.value
+    assert not panel.send.disabled and panel.stop.disabled
+
+
+def test_one_reply_per_conversation_a_cell_is_refused_while_the_panel_streams(
+    ip, server, open_panel
+):
+    ip.run_line_magic("config", f"ChatMagics.model = {SLOW!r}")
+    panel = open_panel()
+    panel.prompt.value = "slow one"
+    panel.send.click()
+    eventually(lambda: markdown_in(panel.transcript))
+    result, _ = run(ip, "%%chat\nat the same time")
+    assert isinstance(result.error_in_exec, OptionError)
+    assert "still streaming" in str(result.error_in_exec)
+    panel.prompt._handle_custom_msg({"event": "submit", "text": "again"}, [])
+    assert "still streaming" in panel.status.value
+    panel.stop.click()
+    assert panel.wait(30)
+    assert len(ip.magics_manager.registry["ChatMagics"].session.conversation().turns) == 1
+
+
+def test_model_picker_lists_the_server_models_and_sends_the_choice(ip, server, open_panel):
+    panel = open_panel()
+    assert panel.wait(30)
+    listed = sorted(m for m, _ in MODELS if m != "gpt-4o-mini")
+    assert list(panel.model.options) == ["gpt-4o-mini", *listed]  # the configured one first
+    panel.model.value = "gpt-4o"
+    send(panel, "which model?")
+    assert last_chat(server)["model"] == "gpt-4o"
+    assert html_in(panel.transcript, "nbchat-footer")[0].startswith("gpt-4o · ")
+
+
+def test_model_picker_falls_back_to_the_configured_model(ip, server, open_panel):
+    ip.run_line_magic("config", f"ChatMagics.base_url = {server.url + '/nowhere'!r}")
+    panel = open_panel()
+    assert panel.wait(30)
+    assert list(panel.model.options) == ["gpt-4o-mini"]
+    assert "cannot list models, using gpt-4o-mini: 404" in panel.status.value
+
+
+def test_temperature_and_system_prompt_go_into_the_request(ip, server, open_panel):
+    panel = open_panel()
+    panel.temperature.value = 0.3
+    panel.system.value = "  Answer briefly.  "
+    send(panel, "hi")
+    sent = last_chat(server)
+    assert sent["temperature"] == 0.3
+    assert sent["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    # the conversation's system prompt, the same one `%%chat -s` sets
+    ip.user_ns["style"] = "Be terse."
+    run(ip, "%%chat -s style\nnext")
+    assert panel.system.value == "Be terse."
+
+
+def test_new_conversation_and_the_picker_switch_the_shared_active_conversation(
+    ip, server, open_panel
+):
+    session = ip.magics_manager.registry["ChatMagics"].session
+    panel = open_panel()
+    send(panel, "in the default conversation")
+    panel.new.click()
+    assert session.active == "chat-2" and panel.conversations.value == "chat-2"
+    assert list(panel.conversations.options) == ["default", "chat-2"]
+    assert markdown_in(panel.transcript) == []
+    run(ip, "%%chat\nin chat-2 from a cell")  # the magic follows the panel's choice
+    assert last_chat(server)["messages"] == [{"role": "user", "content": "in chat-2 from a cell"}]
+    assert html_in(panel.transcript, "nbchat-you") == ["in chat-2 from a cell"]
+    panel.conversations.value = "default"
+    assert session.active == "default"
+    assert html_in(panel.transcript, "nbchat-you") == ["in the default conversation"]
+    assert "1 turn · " in panel.totals.value and "session: 2 turns" in panel.totals.value
+
+
+def test_errors_show_in_one_line_and_leave_the_conversation_as_it_was(ip, open_panel):
+    with MockServer(api_key="sk-the-right-key-000000000000") as strict:
+        ip.run_line_magic("config", f"ChatMagics.base_url = {strict.url!r}")
+        panel = open_panel()
+        assert panel.wait(30)  # the model list fails the same way, and says so first
+        assert "cannot list models, using gpt-4o-mini: 401" in panel.status.value
+        send(panel, "will fail")
+    status = panel.status.value
+    assert "nbchat: 401 Incorrect API key provided." in status and "\n" not in status
+    assert "nbchat-error" in status and TEST_KEY not in status
+    assert ip.magics_manager.registry["ChatMagics"].session.conversation().turns == []
+    assert markdown_in(panel.transcript) == []
+    assert panel.prompt.value == "will fail"  # ready to send again
+
+
+def test_loading_the_extension_does_not_import_ipywidgets():
+    code = (
+        "import sys; from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance(); ip.run_line_magic('load_ext', 'nbchat')\n"
+        "print(sorted(m for m in ('ipywidgets', 'anywidget', 'nbchat.widget') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+# -- ChatSession.stop() from another thread (what the Stop button calls) ------------------
+
+
+def run_in_thread(session: ChatSession, settings: Settings, model: str) -> dict:
+    outcome: dict = {}
+
+    class Quiet:
+        def status(self, text):
+            outcome["status"] = text
+
+        def feed(self, delta):
+            pass
+
+        def finish(self, text, footer=None):
+            pass
+
+    def work():
+        try:
+            session.run("hi", settings, Quiet(), model=model)
+        except Exception as error:
+            outcome["error"] = error
+
+    outcome["thread"] = threading.Thread(target=work, daemon=True)
+    outcome["thread"].start()
+    return outcome
+
+
+@pytest.mark.parametrize("wait", ["first token", "next token"])
+def test_stop_from_another_thread_ends_a_blocked_read_at_once(server, wait):
+    """The server would stay silent for 60 s; stop() must not wait for it."""
+    session = ChatSession()
+    options = "ttft=60" if wait == "first token" else "chunks=3,delay=60"
+    outcome = run_in_thread(session, Settings(base_url=server.url), f"gpt-4o-mini@{options}")
+    eventually(lambda: session.streaming("default"))
+    eventually(lambda: len(server.requests) == 1)
+    assert session.stop("other") is False  # only the named conversation's reply
+    assert session.stop("default") is True
+    outcome["thread"].join(20)
+    assert not outcome["thread"].is_alive()
+    assert isinstance(outcome["error"], Interrupted)
+    assert not session.streaming()
+    session.close()
+
+
+def test_stop_cuts_a_retry_wait_short():
+    def rate_limited(request: httpx.Request) -> httpx.Response:
+        error = {"error": {"message": "slow down"}}
+        return httpx.Response(429, headers={"retry-after": "60"}, json=error)
+
+    session = ChatSession()
+    settings = Settings(base_url="http://127.0.0.1:9/v1")
+    session._client = ChatClient(
+        base_url=settings.base_url,
+        transport=httpx.MockTransport(rate_limited),
+        sleep=session._retry_wait,
+    )
+    session._client_key = settings.connection
+    outcome = run_in_thread(session, settings, "gpt-4o-mini")
+    eventually(lambda: "retrying" in outcome.get("status", ""))
+    assert session.stop() is True
+    outcome["thread"].join(20)
+    assert not outcome["thread"].is_alive()
+    assert isinstance(outcome["error"], Interrupted)
+    assert session.conversation().turns == []
+    session.close()
