@@ -31,6 +31,14 @@ export default {
     };
     show();
     model.on("change:value change:placeholder change:disabled", show);
+    const clear = (msg) => {
+      if (msg && msg.event === "clear") {  // in order after this view's own edits
+        box.value = "";
+        model.set("value", "");
+        model.save_changes();
+      }
+    };
+    model.on("msg:custom", clear);
     box.addEventListener("input", () => {
       model.set("value", box.value);
       model.save_changes();
@@ -43,7 +51,10 @@ export default {
       }
     });
     el.appendChild(box);
-    return () => model.off(null, show);
+    return () => {
+      model.off("change:value change:placeholder change:disabled", show);
+      model.off("msg:custom", clear);
+    };
   },
 };
 """
@@ -52,7 +63,9 @@ export default {
 PANEL_CSS = """
 .nbchat-panel { border: 1px solid var(--jp-border-color2); border-radius: 6px;
   padding: 6px; background: var(--jp-layout-color1); color: var(--jp-ui-font-color1); }
-.nbchat-scroll { display: flex; flex-direction: column-reverse; }
+.nbchat-panel .nbchat-scroll { flex-direction: column-reverse; }  /* stays at the end */
+.nbchat-scroll > *, .nbchat-transcript > *, .nbchat-turn > * { flex-shrink: 0; }
+.nbchat-panel .widget-html-content { line-height: 1.4; white-space: pre-wrap; }
 .nbchat-you { align-self: flex-end; max-width: 85%; white-space: pre-wrap;
   background: var(--jp-layout-color2); border-radius: 8px; padding: 4px 10px;
   margin: 6px 0 2px 0; font-family: var(--jp-content-font-family); }
@@ -86,6 +99,15 @@ class PromptBox(anywidget.AnyWidget):
 
     def on_submit(self, callback: Callable[[str], None]) -> None:
         self._submit.append(callback)
+
+    def clear(self) -> None:
+        """Empty the box once the text was taken.
+
+        Told to the browser as a message, so it lands after the keystrokes it may
+        still be syncing (setting `value` alone could be overwritten by them).
+        """
+        self.send({"event": "clear"})
+        self.value = ""
 
     def submit(self, text: str | None = None) -> None:
         """What pressing Enter does (`text` defaults to the box's value)."""

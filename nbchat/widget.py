@@ -5,31 +5,26 @@ made in `%%chat` cells appear here (refreshed after every cell) and turns made
 here continue in the next cell. A reply streams in a worker thread so the kernel
 stays free for Stop and for other cells; that thread updates the widgets itself
 (ipywidgets sends each change as a comm message, which ipykernel accepts from any
-thread) at most once per `update_interval`. Replies are Markdown outputs inside
-Output widgets, so the frontend renders them exactly like a `%%chat` cell's output
-(code highlighting, math, the light or dark theme) and no Markdown library is needed.
+thread) at most once per `update_interval` (see transcript.py).
 """
 
 from __future__ import annotations
 
 import html
 import threading
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .blocks import last_boundary
 from .errors import ConfigError, Interrupted, NbChatError
 from .promptbox import PromptBox
-from .render import footer_text
+from .transcript import TurnView, close_tree, label, reply_widgets, turn_box
 
 if TYPE_CHECKING:
     from .config import Settings
     from .conversation import Conversation, Turn
     from .magics import ChatMagics
-    from .types import Reply
 
 __all__ = ["ChatPanel", "close_panels", "open_panel"]
 
@@ -38,91 +33,8 @@ DEFAULT_TEMPERATURE = 1.0
 _panels: weakref.WeakSet[ChatPanel] = weakref.WeakSet()
 
 
-def _markdown(text: str) -> tuple[dict[str, Any], ...]:
-    data = {"text/markdown": text, "text/plain": text}
-    return ({"output_type": "display_data", "data": data, "metadata": {}},)
-
-
-def _label(text: str, css_class: str) -> widgets.HTML:
-    label = widgets.HTML(html.escape(text))
-    label.add_class(css_class)
-    return label
-
-
-def _reply_widgets(text: str, footer: Reply | None) -> tuple[widgets.Widget, ...]:
-    """A finished reply: one Markdown output, then its usage footer."""
-    shown: list[widgets.Widget] = [widgets.Output(outputs=_markdown(text))] if text else []
-    if footer is not None:
-        shown.append(_label(footer_text(footer), "nbchat-footer"))
-    return tuple(shown)
-
-
-def _turn_box(user: str, reply: widgets.VBox) -> widgets.VBox:
-    return widgets.VBox([_label(user, "nbchat-you"), _label("Assistant", "nbchat-role"), reply])
-
-
-def _close_tree(widget: widgets.Widget) -> None:
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    widget.close()
-
-
 def _cost(value: float | None) -> str:
     return "" if value is None else f" · ${value:.6f}" if value < 0.01 else f" · ${value:.4f}"
-
-
-class TurnView:
-    """One reply streaming into the panel (a session `View`), called from the worker.
-
-    Finished Markdown blocks go out once, in an Output of their own; only the open
-    block is re-sent, so the bytes sent grow linearly with the reply.
-    """
-
-    def __init__(self, panel: ChatPanel, body: widgets.VBox, interval: float) -> None:
-        self.panel, self.body, self.interval = panel, body, interval
-        self.parts: list[str] = []
-        self.frozen = 0  # characters already published as finished blocks
-        self.open: widgets.Output | None = None
-        self.due = 0.0
-        self.updates = 0
-
-    def status(self, text: str) -> None:
-        self.panel.say(text)
-
-    def feed(self, delta: str) -> None:
-        if not self.parts:
-            self.panel.say("")  # the reply replaces any retry notice
-        self.parts.append(delta)
-        if self.panel.stop_wanted.is_set():
-            self.panel.session.stop(self.panel.streaming)
-        now = time.perf_counter()
-        if now >= self.due:
-            self.due = now + self.interval
-            self.flush()
-
-    def flush(self) -> None:
-        tail = "".join(self.parts)[self.frozen :]
-        cut = last_boundary(tail)
-        if cut:
-            self._publish(tail[:cut])  # the open output now holds finished blocks only
-            self.open, self.frozen, tail = None, self.frozen + cut, tail[cut:]
-        if tail:
-            self._publish(tail)
-
-    def _publish(self, text: str) -> None:
-        self.updates += 1
-        if self.open is None:
-            self.open = widgets.Output(outputs=_markdown(text))
-            self.body.children = (*self.body.children, self.open)
-        else:
-            self.open.outputs = _markdown(text)
-
-    def finish(self, text: str, footer: Reply | None = None) -> None:
-        """One clean output with the whole reply replaces the streamed pieces."""
-        pieces = self.body.children
-        self.body.children = _reply_widgets(text, footer)
-        for piece in pieces:
-            piece.close()
 
 
 class ChatPanel:
@@ -143,10 +55,12 @@ class ChatPanel:
         settings = magics.settings()
         wide = {"description_width": "initial"}
         self.conversations = widgets.Dropdown(description="Conversation", style=wide)
-        self.new = widgets.Button(description="New conversation", icon="plus")
+        auto = widgets.Layout(width="auto")
+        self.new = widgets.Button(description="New conversation", icon="plus", layout=auto)
         self.model = widgets.Dropdown(
             description="Model", options=[settings.model], value=settings.model, style=wide
         )
+        self.model.add_class("nbchat-model")
         self.temperature = widgets.FloatSlider(
             value=DEFAULT_TEMPERATURE, min=0.0, max=2.0, step=0.1, description="Temperature",
             readout_format=".1f", style=wide,
@@ -156,6 +70,7 @@ class ChatPanel:
             layout=widgets.Layout(width="100%"),
         )  # fmt: skip
         self.transcript = widgets.VBox()
+        self.transcript.add_class("nbchat-transcript")
         scroll = widgets.Box([self.transcript], layout=widgets.Layout(max_height="480px"))
         scroll.layout.overflow = "auto"
         scroll.add_class("nbchat-scroll")
@@ -163,9 +78,11 @@ class ChatPanel:
         self.status.add_class("nbchat-status")
         self.prompt = PromptBox(placeholder="Message (Enter sends, Shift+Enter for a new line)")
         self.prompt.layout.flex = "1"
-        self.send = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
-        self.stop = widgets.Button(description="Stop", icon="stop", disabled=True)
-        self.totals = _label("", "nbchat-totals")
+        self.send = widgets.Button(
+            description="Send", button_style="primary", icon="paper-plane", layout=auto
+        )
+        self.stop = widgets.Button(description="Stop", icon="stop", disabled=True, layout=auto)
+        self.totals = label("", "nbchat-totals")
         toolbar = widgets.HBox([self.conversations, self.new, self.model, self.temperature])
         toolbar.layout.flex_flow = "row wrap"
         entry = widgets.HBox([self.prompt, self.send, self.stop])
@@ -207,14 +124,14 @@ class ChatPanel:
         with self._lock:
             self._drop_pending()
             body = widgets.VBox()
-            self._pending = _turn_box(text, body)
+            self._pending = turn_box(text, body)
             self.streaming = name
             self.stop_wanted.clear()
             self._set_busy(True)
             self._layout()
-        self.prompt.value = ""
+        self.prompt.clear()
         self.say("")
-        view = TurnView(self, body, settings.update_interval)
+        view = TurnView(body, settings.update_interval, self.say, self._stop_if_wanted)
         args = (text, settings, view, name, self.model.value, params)
         self._worker = threading.Thread(target=self._run, args=args, daemon=True)
         self._worker.start()
@@ -223,6 +140,10 @@ class ChatPanel:
         """Stop the streaming reply at once; its partial text stays as an interrupted turn."""
         if self.streaming is not None:
             self.stop_wanted.set()
+            self.session.stop(self.streaming)
+
+    def _stop_if_wanted(self) -> None:
+        if self.stop_wanted.is_set():
             self.session.stop(self.streaming)
 
     def new_conversation(self) -> str:
@@ -249,7 +170,7 @@ class ChatPanel:
         events = self._shell.events
         if self._after_cell in events.callbacks["post_run_cell"]:
             events.unregister("post_run_cell", self._after_cell)
-        _close_tree(self.widget)
+        close_tree(self.widget)
         _panels.discard(self)
 
     def say(self, text: str, *, error: bool = False) -> None:
@@ -299,9 +220,13 @@ class ChatPanel:
             return
         ids = sorted({str(m["id"]) for m in listed if isinstance(m, dict) and m.get("id")})
         with self._lock:
-            chosen = self.model.value
-            self.model.options = [chosen, *(i for i in ids if i != chosen)]
-            self.model.value = chosen
+            self._offer_models(ids)
+
+    def _offer_models(self, models: list[str]) -> None:
+        """The current choice first, then `models`; the choice stays selected."""
+        chosen = self.model.value
+        self.model.options = [chosen, *(m for m in models if m != chosen)]
+        self.model.value = chosen
 
     # -- showing the session -------------------------------------------------------
 
@@ -315,8 +240,13 @@ class ChatPanel:
                 self.system.value = self.conversation.system_prompt or ""
             finally:
                 self._syncing = False
-            default = self.magics.settings().system_prompt
-            self.system.placeholder = f"default: {default}" if default else "none"
+            settings = self.magics.settings()
+            if settings.model not in self.model.options:  # configured since the panel opened
+                self._offer_models([settings.model, *self.model.options])
+            default = settings.system_prompt
+            self.system.placeholder = (
+                f"default: {default}" if default else "a system prompt for this conversation"
+            )
             if self.streaming is None:
                 self._show_turns(self.conversation.turns)
             self._show_totals()
@@ -327,26 +257,27 @@ class ChatPanel:
             len(turns) >= shown and all(a is b for a, b in zip(self._shown, turns, strict=False))
         ):
             for box in self._boxes:
-                _close_tree(box)
+                close_tree(box)
             self._shown, self._boxes, shown = [], [], 0
-        if len(turns) > shown:
+            self._drop_pending()
+        elif len(turns) > shown:
             self._drop_pending()
         for turn in turns[shown:]:
             footer = turn.reply if self.magics.show_usage else None
-            reply = widgets.VBox(_reply_widgets(turn.reply.text, footer))
-            self._boxes.append(_turn_box(turn.user.text, reply))
+            reply = widgets.VBox(reply_widgets(turn.reply.text, footer))
+            self._boxes.append(turn_box(turn.user.text, reply))
             self._shown.append(turn)
         self._layout()
 
     def _layout(self) -> None:
         shown = [*self._boxes, *([self._pending] if self._pending else [])]
         if not shown:
-            shown = [_label("The conversation is empty: write below.", "nbchat-hint")]
+            shown = [label("The conversation is empty: write below.", "nbchat-hint")]
         self.transcript.children = shown
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
-            _close_tree(self._pending)
+            close_tree(self._pending)
             self._pending = None
 
     def _set_busy(self, busy: bool) -> None:

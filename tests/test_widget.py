@@ -179,6 +179,8 @@ def test_model_picker_lists_the_server_models_and_sends_the_choice(ip, server, o
     send(panel, "which model?")
     assert last_chat(server)["model"] == "gpt-4o"
     assert html_in(panel.transcript, "nbchat-footer")[0].startswith("gpt-4o · ")
+    run(ip, "%config ChatMagics.model = 'mock-echo@delay=0'")  # offered, not forced
+    assert panel.model.value == "gpt-4o" and "mock-echo@delay=0" in panel.model.options
 
 
 def test_model_picker_falls_back_to_the_configured_model(ip, server, open_panel):

@@ -1,0 +1,113 @@
+"""The panel's transcript: a turn's widgets, and the view a reply streams into.
+
+Replies are Markdown outputs inside Output widgets, so the frontend renders them
+exactly like a `%%chat` cell's output (code highlighting, math, the light or dark
+theme) and nbchat needs no Markdown library of its own.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from .blocks import last_boundary
+from .render import footer_text
+
+if TYPE_CHECKING:
+    from .types import Reply
+
+__all__ = ["TurnView", "close_tree", "label", "reply_widgets", "turn_box"]
+
+
+def markdown_outputs(text: str) -> tuple[dict[str, Any], ...]:
+    data = {"text/markdown": text, "text/plain": text}
+    return ({"output_type": "display_data", "data": data, "metadata": {}},)
+
+
+def label(text: str, css_class: str) -> widgets.HTML:
+    label = widgets.HTML(html.escape(text))
+    label.add_class(css_class)
+    return label
+
+
+def reply_widgets(text: str, footer: Reply | None) -> tuple[widgets.Widget, ...]:
+    """A finished reply: one Markdown output, then its usage footer."""
+    shown: list[widgets.Widget] = [widgets.Output(outputs=markdown_outputs(text))] if text else []
+    if footer is not None:
+        shown.append(label(footer_text(footer), "nbchat-footer"))
+    return tuple(shown)
+
+
+def turn_box(user: str, reply: widgets.VBox) -> widgets.VBox:
+    box = widgets.VBox([label(user, "nbchat-you"), label("Assistant", "nbchat-role"), reply])
+    box.add_class("nbchat-turn")
+    return box
+
+
+def close_tree(widget: widgets.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        close_tree(child)
+    widget.close()
+
+
+class TurnView:
+    """One reply streaming into the panel (a session `View`), called from its worker.
+
+    Finished Markdown blocks go out once, in an Output of their own; only the open
+    block is re-sent, so the bytes sent grow linearly with the reply.
+    """
+
+    def __init__(
+        self,
+        body: widgets.VBox,
+        interval: float,
+        say: Callable[[str], None],
+        poll: Callable[[], None],
+    ) -> None:
+        self.body, self.interval, self.say, self.poll = body, interval, say, poll
+        self.parts: list[str] = []
+        self.frozen = 0  # characters already published as finished blocks
+        self.open: widgets.Output | None = None
+        self.due = 0.0
+        self.updates = 0
+
+    def status(self, text: str) -> None:
+        self.say(text)
+
+    def feed(self, delta: str) -> None:
+        if not self.parts:
+            self.say("")  # the reply replaces any retry notice
+        self.parts.append(delta)
+        self.poll()  # e.g. a Stop pressed before the stream could be stopped
+        now = time.perf_counter()
+        if now >= self.due:
+            self.due = now + self.interval
+            self.flush()
+
+    def flush(self) -> None:
+        tail = "".join(self.parts)[self.frozen :]
+        cut = last_boundary(tail)
+        if cut:
+            self._publish(tail[:cut])  # the open output now holds finished blocks only
+            self.open, self.frozen, tail = None, self.frozen + cut, tail[cut:]
+        if tail:
+            self._publish(tail)
+
+    def _publish(self, text: str) -> None:
+        self.updates += 1
+        if self.open is None:
+            self.open = widgets.Output(outputs=markdown_outputs(text))
+            self.body.children = (*self.body.children, self.open)
+        else:
+            self.open.outputs = markdown_outputs(text)
+
+    def finish(self, text: str, footer: Reply | None = None) -> None:
+        """One clean output with the whole reply replaces the streamed pieces."""
+        pieces = self.body.children
+        self.body.children = reply_widgets(text, footer)
+        for piece in pieces:
+            piece.close()
