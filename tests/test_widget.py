@@ -3,6 +3,7 @@ mock server, on the same ChatSession as the magic."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -317,3 +318,64 @@ def test_stop_cuts_a_retry_wait_short():
     assert isinstance(outcome["error"], Interrupted)
     assert session.conversation().turns == []
     session.close()
+
+
+def serve_with(ip, handler) -> None:
+    """Point the magic's session at an httpx.MockTransport (faults the mock server lacks)."""
+    magics = ip.magics_manager.registry["ChatMagics"]
+    settings = magics.settings()
+    session = magics.session
+    session._client = ChatClient(
+        base_url=settings.base_url,
+        api_key=settings.api_key,
+        max_retries=settings.max_retries,
+        transport=httpx.MockTransport(handler),
+        sleep=session._retry_wait,
+    )
+    session._client_key = settings.connection
+
+
+def test_rate_limit_retries_show_then_one_error_line(ip, open_panel):
+    def rate_limited(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": []})
+        error = {"error": {"message": "Rate limit reached.", "type": "requests"}}
+        return httpx.Response(429, headers={"retry-after-ms": "1"}, json=error)
+
+    serve_with(ip, rate_limited)
+    panel = open_panel()
+    assert panel.wait(30)
+    seen: list[str] = []
+    panel.status.observe(lambda change: seen.append(change["new"]), "value")
+    send(panel, "too fast")
+    notices = [s for s in seen if "retrying" in s]
+    assert len(notices) == 2 and "rate limited" in notices[0] and "attempt 2 of 3" in notices[0]
+    assert "nbchat: 429 rate limited: Rate limit reached." in panel.status.value
+    assert "\n" not in panel.status.value
+    assert ip.magics_manager.registry["ChatMagics"].session.conversation().turns == []
+    assert panel.prompt.value == "too fast"
+
+
+def test_a_dropped_stream_keeps_its_text_visible_but_out_of_the_conversation(ip, open_panel):
+    chunk = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"content": "Half an ans"}, "finish_reason": None}],
+    }
+
+    def dropped(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": []})
+        body = f"data: {json.dumps(chunk)}\n\n".encode()  # and then the connection ends
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    serve_with(ip, dropped)
+    panel = open_panel()
+    send(panel, "tell me everything")
+    assert markdown_in(panel.transcript) == ["Half an ans"]  # still on screen
+    assert "nbchat: reply incomplete: connection closed" in panel.status.value
+    assert ip.magics_manager.registry["ChatMagics"].session.conversation().turns == []
+    assert panel.prompt.value == "tell me everything"
+    assert "0 turns" in panel.totals.value
