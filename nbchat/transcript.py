@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -18,9 +18,10 @@ from .blocks import last_boundary
 from .render import footer_text
 
 if TYPE_CHECKING:
+    from .conversation import Conversation
     from .types import Reply
 
-__all__ = ["TurnView", "close_tree", "label", "reply_widgets", "turn_box"]
+__all__ = ["TurnView", "close_tree", "label", "reply_widgets", "totals", "turn_box"]
 
 
 def markdown_outputs(text: str) -> tuple[dict[str, Any], ...]:
@@ -52,6 +53,18 @@ def close_tree(widget: widgets.Widget) -> None:
     for child in getattr(widget, "children", ()):
         close_tree(child)
     widget.close()
+
+
+def totals(conversations: Iterable[Conversation]) -> str:
+    """`3 turns · 512 tokens · $0.000123` (the cost only where prices are known)."""
+    convs = list(conversations)
+    turns = sum(len(c) for c in convs)
+    costs = [c.total_cost for c in convs if c.total_cost is not None]
+    text = f"{turns} turn{'s' * (turns != 1)} · {sum(c.total_tokens for c in convs)} tokens"
+    if costs:
+        cost = sum(costs)
+        text += f" · ${cost:.6f}" if cost < 0.01 else f" · ${cost:.4f}"
+    return text
 
 
 class TurnView:

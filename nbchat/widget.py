@@ -19,7 +19,7 @@ import ipywidgets as widgets
 
 from .errors import ConfigError, Interrupted, NbChatError
 from .promptbox import PromptBox
-from .transcript import TurnView, close_tree, label, reply_widgets, turn_box
+from .transcript import TurnView, close_tree, label, reply_widgets, totals, turn_box
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -33,10 +33,6 @@ DEFAULT_TEMPERATURE = 1.0
 _panels: weakref.WeakSet[ChatPanel] = weakref.WeakSet()
 
 
-def _cost(value: float | None) -> str:
-    return "" if value is None else f" · ${value:.6f}" if value < 0.01 else f" · ${value:.4f}"
-
-
 class ChatPanel:
     """The panel: displays as its widget tree; `refresh()` re-reads the shared session."""
 
@@ -46,6 +42,7 @@ class ChatPanel:
         self._shell = magics.shell
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
+        self.view: TurnView | None = None  # the last reply's
         self.streaming: str | None = None  # the conversation a reply streams in
         self.stop_wanted = threading.Event()
         self._shown: list[Turn] = []  # the turns in the transcript, one box each
@@ -131,7 +128,7 @@ class ChatPanel:
             self._layout()
         self.prompt.clear()
         self.say("")
-        view = TurnView(body, settings.update_interval, self.say, self._stop_if_wanted)
+        self.view = view = TurnView(body, settings.update_interval, self.say, self._stop_if_wanted)
         args = (text, settings, view, name, self.model.value, params)
         self._worker = threading.Thread(target=self._run, args=args, daemon=True)
         self._worker.start()
@@ -285,17 +282,10 @@ class ChatPanel:
         self.stop.disabled = not busy
 
     def _show_totals(self) -> None:
-        def summary(convs: list[Conversation]) -> str:
-            turns = sum(len(c) for c in convs)
-            costs = [c.total_cost for c in convs if c.total_cost is not None]
-            tokens = sum(c.total_tokens for c in convs)
-            return f"{turns} turn{'s' * (turns != 1)} · {tokens} tokens" + _cost(
-                sum(costs) if costs else None
-            )
-
-        this = summary([self.conversation])
-        total = summary(list(self.session.conversations.values()))
-        self.totals.value = html.escape(f"this conversation: {this} — session: {total}")
+        this = totals([self.conversation])
+        self.totals.value = html.escape(
+            f"this conversation: {this} — session: {totals(self.session.conversations.values())}"
+        )
 
     def _after_cell(self, *_: Any) -> None:
         self.refresh()

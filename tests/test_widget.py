@@ -106,6 +106,18 @@ def test_send_streams_the_reply_with_footer_into_the_shared_conversation(ip, ser
     assert "2 turns" in panel.totals.value
 
 
+def test_streaming_updates_are_bounded_by_the_update_rate_not_the_chunks(ip, server, open_panel):
+    model = "gpt-4o-mini@chunks=400,delay=0.003,reply=markdown"
+    ip.run_line_magic("config", "ChatMagics.update_interval = 0.1")
+    ip.run_line_magic("config", f"ChatMagics.model = {model!r}")
+    panel = open_panel()
+    send(panel, "a report")
+    expected = "".join(reply_pieces([], "gpt-4o-mini", reply="markdown", chunks=400))
+    assert markdown_in(panel.transcript) == [expected]  # one clean output at the end
+    assert panel.view is not None and 2 <= panel.view.updates < 100
+    assert last_chat(server)["model"] == model
+
+
 def test_a_new_panel_shows_turns_made_in_cells(ip, server, open_panel):
     run(ip, "%%chat\nfirst from a cell")
     panel = open_panel()
@@ -379,3 +391,14 @@ def test_a_dropped_stream_keeps_its_text_visible_but_out_of_the_conversation(ip,
     assert ip.magics_manager.registry["ChatMagics"].session.conversation().turns == []
     assert panel.prompt.value == "tell me everything"
     assert "0 turns" in panel.totals.value
+
+
+def test_unloading_the_extension_closes_open_panels(ip, server):
+    panel = nbchat.panel(ip)
+    assert panel.wait(30)  # the model list is in
+    assert panel._after_cell in ip.events.callbacks["post_run_cell"]
+    ip.run_line_magic("unload_ext", "nbchat")
+    assert panel.wait(30)
+    assert panel._after_cell not in ip.events.callbacks["post_run_cell"]
+    assert panel.widget.comm is None and panel.prompt.comm is None  # closed in the frontend
+    assert panel not in widget._panels
