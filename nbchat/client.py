@@ -2,30 +2,29 @@
 
 Built on an injected or lazily created `httpx.Client` that is reused across
 cells (a new client costs ~20 ms of TLS and pool setup). Requests are retried
-only before the first token arrives; after that a failure keeps the partial
-reply and is reported, never silently repeated (it would duplicate text).
+only before the first token arrives (also when a stream breaks before any
+text): nothing was shown yet, so trying again cannot duplicate text. After
+that a failure keeps the partial reply and is reported, never silently repeated.
+The rules themselves (statuses, delays, messages) live in `failures`.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
-import random
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .errors import (
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    NbChatError,
-    NotFoundError,
-    RateLimitError,
-    ServerError,
-    StreamError,
-    TransportError,
+from .errors import NbChatError, StreamError, TransportError
+from .failures import (
+    RETRY_STATUSES,
+    describe_status,
+    describe_transport_error,
+    redact_error,
+    retry_delay,
+    server_text,
+    status_error,
 )
 from .sse import SSEDecoder
 from .types import Reply, Secret, Usage
@@ -33,10 +32,7 @@ from .types import Reply, Secret, Usage
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ChatClient", "ChatStream", "RetryNotice"]
-
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
-MAX_RETRY_AFTER = 120.0
+__all__ = ["ChatClient", "ChatStream", "RetryNotice", "retry_delay"]
 
 #: Called before each retry with (reason, delay in s, next attempt number, attempts in all).
 RetryNotice = Callable[[str, float, int, int], None]
@@ -109,7 +105,7 @@ class ChatClient:
         body = {**payload, "stream": False}
         body.pop("stream_options", None)
         started = time.perf_counter()
-        response = self._send(body, on_retry, stream=False)
+        response, _ = self._send(body, on_retry, stream=False)
         latency = time.perf_counter() - started
         try:
             data = response.json()
@@ -154,14 +150,22 @@ class ChatClient:
     # -- plumbing -----------------------------------------------------------------
 
     def _send(
-        self, body: dict[str, Any], on_retry: RetryNotice | None, *, stream: bool
-    ) -> httpx.Response:
-        """POST with retries on retryable statuses and transport errors; raises mapped errors."""
+        self,
+        body: dict[str, Any],
+        on_retry: RetryNotice | None,
+        *,
+        stream: bool,
+        first_attempt: int = 1,
+    ) -> tuple[httpx.Response, int]:
+        """POST, retrying retryable statuses and transport errors from `first_attempt` on.
+
+        Returns the response and the attempt it came from; raises mapped errors.
+        """
         import httpx
 
         url = f"{self.base_url}/chat/completions"
         attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        for attempt in range(first_attempt, attempts + 1):
             try:
                 request = self.http.build_request("POST", url, json=body)
                 response = self.http.send(request, stream=stream)
@@ -171,7 +175,7 @@ class ChatClient:
                     continue
                 raise self._transport_error(exc) from None
             if response.status_code < 400:
-                return response
+                return response, attempt
             response.read()
             response.close()
             if response.status_code in RETRY_STATUSES and attempt < attempts:
@@ -196,19 +200,13 @@ class ChatClient:
         self._sleep(delay)
 
     def _redacted(self, error: NbChatError) -> NbChatError:
-        if self.api_key:
-            error.message = self.api_key.redact(error.message)
-            error.args = (error.message,)
-        return error
+        return redact_error(error, self.api_key)
 
     def _transport_error(self, exc: Exception) -> NbChatError:
         import httpx
 
         if isinstance(exc, httpx.TimeoutException):
-            return TransportError(
-                f"no response in {self.timeout:g} s from {self.base_url}",
-                hint="raise ChatMagics.timeout if the model is slow",
-            )
+            return self._timeout_error()
         return self._redacted(
             TransportError(
                 f"cannot reach {self.base_url}: {describe_transport_error(exc)}",
@@ -216,39 +214,41 @@ class ChatClient:
             )
         )
 
+    def _timeout_error(self) -> NbChatError:
+        return self._redacted(
+            TransportError(
+                f"no response in {self.timeout:g} s (ChatMagics.timeout)",
+                hint=f"{self.base_url} did not answer in time; for a slow model raise it, "
+                "e.g. %config ChatMagics.timeout = 180",
+            )
+        )
+
     def _status_error(self, response: httpx.Response, model: str | None) -> NbChatError:
-        status = response.status_code
-        message, body = server_message(response)
-        error: APIError
-        if status in (401, 403):
-            error = AuthenticationError(
-                f"{status} {message}",
-                status_code=status,
-                body=body,
-                hint="set the OPENAI_API_KEY environment variable or c.ChatMagics.api_key "
-                "in ipython_config.py (or run %chat login)",
-            )
-        elif status == 404:
-            what = f"model {model!r} not found at {self.base_url}" if model else "not found"
-            error = NotFoundError(
-                f"404 {what}: {message}", status_code=status, body=body, hint="see %chat models"
-            )
-        elif status == 429:
-            error = RateLimitError(f"429 rate limited: {message}", status_code=status, body=body)
-        elif status >= 500:
-            error = ServerError(f"{status} server error: {message}", status_code=status, body=body)
-        elif status in (400, 422):
-            error = BadRequestError(f"{status} {message}", status_code=status, body=body)
-        else:
-            error = APIError(f"{status} {message}", status_code=status, body=body)
-        return self._redacted(error)
+        return self._redacted(status_error(response, model, self.base_url))
+
+
+class _Broken(Exception):
+    """Why a stream broke off: `kind` is closed | timeout | error | malformed."""
+
+    WORDS = {
+        "closed": "connection closed",
+        "timeout": "timed out",
+        "error": "server error",
+        "malformed": "malformed event",
+    }
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.detail = detail
 
 
 class ChatStream:
     """One streaming reply: iterate for text deltas, then read `.reply`.
 
-    If the stream breaks after text arrived, iteration raises StreamError with
-    the partial reply; `.text` always holds what arrived so far.
+    A stream that breaks before any text is retried like a failed request. If
+    it breaks after text arrived, iteration raises StreamError with the partial
+    reply; `.text` always holds what arrived so far.
     """
 
     def __init__(self, client: ChatClient, payload: dict[str, Any], on_retry: RetryNotice | None):
@@ -257,6 +257,7 @@ class ChatStream:
         self._on_retry = on_retry
         self._parts: list[str] = []
         self._response: httpx.Response | None = None
+        self._closed = False
         self.started = 0.0
         self.ttft: float | None = None
         self.model: str = payload.get("model", "")
@@ -273,14 +274,34 @@ class ChatStream:
     def chunks(self) -> int:
         return len(self._parts)
 
+    @property
+    def tokens(self) -> int:
+        """Completion tokens so far: the server's count if it sent one, else content chunks."""
+        return self.usage.completion_tokens if self.usage else len(self._parts)
+
     def __iter__(self) -> Iterator[str]:
         self.started = time.perf_counter()
-        response = self._client._send(self.payload, self._on_retry, stream=True)
-        self._response = response
-        try:
-            yield from self._read(response)
-        finally:
-            response.close()
+        client = self._client
+        attempts, attempt = client.max_retries + 1, 1
+        while True:
+            response, attempt = client._send(
+                self.payload, self._on_retry, stream=True, first_attempt=attempt
+            )
+            self._response = response
+            try:
+                if self._closed:  # stopped while the request was on its way
+                    return
+                yield from self._read(response)
+                break
+            except _Broken as broken:
+                if self._parts or self._closed or attempt >= attempts:
+                    raise self._failure(broken) from None
+                reason = _Broken.WORDS[broken.kind]
+                client._wait(reason, None, attempt, attempts, self._on_retry)
+                attempt += 1
+                self.usage = self.finish_reason = self.fingerprint = None
+            finally:
+                response.close()
         self._reply = self.build_reply(self.finish_reason)
 
     def _read(self, response: httpx.Response) -> Iterator[str]:
@@ -297,48 +318,71 @@ class ChatStream:
                     if data == "[DONE]":
                         return
                     try:
-                        obj = loads(data)
-                        choices = obj.get("choices")
-                    except (ValueError, AttributeError):
-                        raise self._broken(
-                            f"malformed event from the server: {data[:80]!r}"
-                        ) from None
-                    if choices:
-                        choice = choices[0]
-                        delta = choice.get("delta")
-                        if delta:
-                            content = delta.get("content")
-                            if content:
-                                if self.ttft is None:
-                                    self.ttft = perf() - self.started
-                                parts.append(content)
-                                yield content
-                        if choice.get("finish_reason"):
-                            self.finish_reason = choice["finish_reason"]
-                    if obj.get("usage"):
-                        self.usage = Usage.from_api(obj["usage"])
-                    if self.fingerprint is None and obj.get("system_fingerprint"):
-                        self.fingerprint = obj["system_fingerprint"]
-                        self.model = obj.get("model") or self.model
-                    if obj.get("error"):
-                        raise self._broken(f"the server reported an error: {server_text(obj)}")
-        except httpx.HTTPError as exc:
-            raise self._broken(f"connection lost: {describe_transport_error(exc)}") from None
+                        content = self._take(loads(data))
+                    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+                        raise _Broken("malformed", repr(data[:80])) from None
+                    if content:
+                        if self.ttft is None:
+                            self.ttft = perf() - self.started
+                        parts.append(content)
+                        yield content
+        except httpx.TimeoutException:
+            raise _Broken("timeout") from None
+        except httpx.HTTPError:
+            raise _Broken("closed") from None
         decoder.flush()
         if self.finish_reason is None:
-            raise self._broken("connection closed before the reply was finished")
+            raise _Broken("closed")
 
-    def _broken(self, what: str) -> NbChatError:
-        partial = self.build_reply("error")
-        tokens = f"after {len(self._parts)} chunks" if self._parts else "before any text arrived"
-        error = StreamError(
-            f"reply incomplete: {what} ({tokens})",
-            partial=partial,
-            hint="the partial reply is shown but not added to the conversation"
-            if self._parts
-            else None,
-        )
-        return self._client._redacted(error)
+    def _take(self, obj: Any) -> str | None:
+        """Keep one chunk's finish reason, usage and fingerprint; return its text, if any.
+
+        Anything not shaped like a chunk raises TypeError/AttributeError/...: malformed.
+        """
+        if obj.get("error"):
+            raise _Broken("error", server_text(obj))
+        content = None
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if content is not None and not isinstance(content, str):
+                    raise TypeError("content is not text")
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+        if obj.get("usage"):
+            self.usage = Usage.from_api(obj["usage"])
+        if self.fingerprint is None and obj.get("system_fingerprint"):
+            self.fingerprint = str(obj["system_fingerprint"])
+            self.model = str(obj.get("model") or self.model)
+        return content
+
+    def _failure(self, broken: _Broken) -> NbChatError:
+        """The error to show: no text yet is a failed request; else an incomplete reply."""
+        client = self._client
+        timeout = broken.kind == "timeout"
+        words = f"no data for {client.timeout:g} s" if timeout else _Broken.WORDS[broken.kind]
+        detail = f": {broken.detail}" if broken.detail else ""
+        error: NbChatError
+        if not self._parts:
+            if timeout:
+                return client._timeout_error()
+            error = TransportError(
+                f"no reply: {words} before any text arrived{detail}",
+                hint=f"{client.base_url} accepted the request but sent no text; try again later",
+            )
+        else:
+            n = self.tokens
+            where = " (ChatMagics.timeout)" if timeout else ""
+            error = StreamError(
+                f"reply incomplete: {words} after {n} token{'s' * (n != 1)}{where}{detail}",
+                partial=self.build_reply("error"),
+                hint="the partial reply is shown (and kept by -o) but not added to the "
+                "conversation",
+            )
+        return client._redacted(error)
 
     def build_reply(self, finish_reason: str | None) -> Reply:
         return Reply(
@@ -359,79 +403,7 @@ class ChatStream:
         return self._reply
 
     def close(self) -> None:
+        """Stop reading (from any thread): the connection is closed and nothing is retried."""
+        self._closed = True
         if self._response is not None:
             self._response.close()
-
-
-# -- helpers (pure) -------------------------------------------------------------------
-
-
-def retry_delay(response: httpx.Response | None, attempt: int) -> float:
-    """Seconds to wait: the server's retry-after-ms / retry-after if sane, else backoff."""
-    if response is not None:
-        headers = response.headers
-        try:
-            if "retry-after-ms" in headers:
-                value = float(headers["retry-after-ms"]) / 1000
-                if 0 <= value <= MAX_RETRY_AFTER:
-                    return value
-        except ValueError:
-            pass
-        raw = headers.get("retry-after")
-        if raw:
-            seconds = _parse_retry_after(raw)
-            if seconds is not None and 0 <= seconds <= MAX_RETRY_AFTER:
-                return seconds
-    backoff: float = min(0.5 * 2 ** (attempt - 1), 8.0)
-    return backoff * (1 - 0.25 * random.random())
-
-
-def _parse_retry_after(raw: str) -> float | None:
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    parsed = email.utils.parsedate_to_datetime(raw) if raw.strip() else None
-    if parsed is None:
-        return None
-    return parsed.timestamp() - time.time()
-
-
-def describe_status(status: int) -> str:
-    if status == 429:
-        return "rate limited"
-    if status >= 500:
-        return f"server error {status}"
-    return f"HTTP {status}"
-
-
-def describe_transport_error(exc: Exception) -> str:
-    import httpx
-
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    if isinstance(exc, httpx.ConnectError):
-        return "connection refused"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the server closed the connection"
-    return type(exc).__name__
-
-
-def server_message(response: httpx.Response) -> tuple[str, Any]:
-    """The server's own `error.message` (OpenAI shape), or the start of its body."""
-    try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return (text[:200] or response.reason_phrase or "error"), None
-    return server_text(body) or response.reason_phrase or "error", body
-
-
-def server_text(body: Any) -> str:
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            return str(error.get("message") or error.get("detail") or json.dumps(error)[:200])
-        if isinstance(error, str):
-            return error
-    return json.dumps(body)[:200]

@@ -14,7 +14,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import CaselessStrEnum, default
 
 from .config import ChatSettings
-from .errors import NbChatError, OptionError
+from .errors import ConfigError, NbChatError, OptionError
 
 if TYPE_CHECKING:
     from .session import ChatSession
@@ -26,6 +26,7 @@ LINE_HELP = """\
 %chat QUESTION                           a one-line question in the same conversation
 %chat reset                              forget the conversation (the system prompt stays)
 %chat history                            show the conversation so far
+%chat login                              enter the API key (hidden; kept in memory only)
 %chat help                               this help; %%chat? lists every flag
 %config ChatMagics                       every setting (the key is shown masked)
 """
@@ -147,6 +148,32 @@ class ChatMagics(Magics, ChatSettings):
             raise OptionError(f"%chat reset takes no arguments, not {' '.join(rest)!r}")
         dropped = self.session.conversation().reset()
         print(f"conversation reset ({dropped} turn{'s' * (dropped != 1)} dropped)")
+
+    def _cmd_login(self, rest: list[str]) -> None:
+        """Ask for the API key without echoing it; it stays in memory, never in the notebook."""
+        import getpass
+
+        from IPython.core.error import StdinNotImplementedError
+
+        if rest:
+            raise OptionError(
+                "%chat login takes no arguments",
+                hint="a key typed into a cell is saved with the notebook; run %chat login alone",
+            )
+        try:
+            key = getpass.getpass("API key (not shown, not saved): ").strip()
+        except StdinNotImplementedError:
+            raise ConfigError(
+                "this frontend cannot ask for input",
+                hint="set the OPENAI_API_KEY environment variable before starting Jupyter",
+            ) from None
+        except (EOFError, KeyboardInterrupt):
+            key = ""
+        if not key:
+            print("no key entered; the API key is unchanged")
+            return
+        self.api_key = key
+        print(f"API key set for this session ({self.api_key}); it is not saved in the notebook")
 
     def _cmd_history(self, rest: list[str]) -> None:
         if rest:

@@ -46,6 +46,7 @@ class LiveMarkdown:
             self._show({"text/plain": text, "text/markdown": f"*{text}*"})
         else:
             print(text, flush=True)
+            self._outputs += 1  # so finish() clears it: a saved notebook keeps no status line
 
     def feed(self, delta: str) -> None:
         self._pending.append(delta)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from .client import ChatClient, ChatStream
 from .config import Settings
 from .conversation import Conversation
-from .errors import ConfigError, Interrupted, StreamError
+from .errors import ConfigError, Interrupted, NbChatError, StreamError
 from .pricing import estimate_cost
 from .types import Message, Reply
 
@@ -139,7 +139,11 @@ class ChatSession:
 
         footer = settings.show_usage
         if not stream:
-            reply = priced(client.complete(payload, on_retry=on_retry))
+            try:
+                reply = priced(client.complete(payload, on_retry=on_retry))
+            except NbChatError:
+                view.finish("")  # nothing to show; the retry status line goes
+                raise
             view.finish(reply.text, reply if footer else None)
         else:
             chat = client.stream(payload, on_retry=on_retry)
@@ -150,27 +154,24 @@ class ChatSession:
                     view.feed(delta)
                     if self._stop.is_set():
                         raise KeyboardInterrupt
-            except (KeyboardInterrupt, StreamError) as stopped:
-                if isinstance(stopped, StreamError) and not self._stop.is_set():
-                    error = stopped
-                    error.partial = priced(error.partial)
-                    view.finish(
-                        error.partial.text, error.partial if footer and error.partial.text else None
-                    )
-                    self.last_reply = error.partial
-                    raise
-
-                chat.close()
-                partial = priced(chat.build_reply("interrupted"))
-                view.finish(partial.text, partial if footer else None)
-                self.last_reply = partial
-                if partial.text:
-                    conv.add(user, partial, cell_id)
-                raise Interrupted(
-                    f"interrupted after {chat.chunks} chunks",
-                    partial=partial,
-                    hint="the partial reply was kept in the conversation" if partial.text else None,
-                ) from None
+                if self._stop.is_set():  # stopped before the first token
+                    raise KeyboardInterrupt
+            except (KeyboardInterrupt, NbChatError) as stopped:
+                if isinstance(stopped, KeyboardInterrupt) or self._stop.is_set():
+                    chat.close()
+                    partial = priced(chat.build_reply("interrupted"))
+                    view.finish(partial.text, partial if footer and partial.text else None)
+                    self.last_reply = partial
+                    if partial.text:
+                        conv.add(user, partial, cell_id)
+                    raise self._interrupted(chat, partial) from None
+                if isinstance(stopped, StreamError):
+                    stopped.partial = kept = priced(stopped.partial)
+                    view.finish(kept.text, kept if footer and kept.text else None)
+                    self.last_reply = kept
+                else:
+                    view.finish("")  # nothing to show; the retry status line goes
+                raise
             finally:
                 self._active = None
             reply = priced(chat.reply)
@@ -178,3 +179,14 @@ class ChatSession:
         self.last_reply = reply
         conv.add(user, reply, cell_id)
         return reply
+
+    @staticmethod
+    def _interrupted(chat: ChatStream, partial: Reply) -> Interrupted:
+        if not partial.text:
+            return Interrupted("interrupted before any text arrived", partial=partial)
+        n = chat.tokens
+        return Interrupted(
+            f"interrupted after {n} token{'s' * (n != 1)}",
+            partial=partial,
+            hint="the partial reply was kept in the conversation (finish_reason='interrupted')",
+        )
