@@ -10,9 +10,13 @@ The rules themselves (statuses, delays, messages) live in `failures`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -51,7 +55,7 @@ class ChatClient:
         timeout: float = 60.0,
         max_retries: int = 2,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -60,7 +64,7 @@ class ChatClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self._transport = transport
-        self._sleep = sleep
+        self._sleep = sleep  # None: wait on the request's cancel event (tests inject their own)
         self._http: httpx.Client | None = None
 
     def __repr__(self) -> str:
@@ -105,7 +109,7 @@ class ChatClient:
         body = {**payload, "stream": False}
         body.pop("stream_options", None)
         started = time.perf_counter()
-        response, _ = self._send(body, on_retry, stream=False)
+        response = self._send(body, _Retries(on_retry, self.max_retries + 1), stream=False)
         latency = time.perf_counter() - started
         try:
             data = response.json()
@@ -149,55 +153,44 @@ class ChatClient:
 
     # -- plumbing -----------------------------------------------------------------
 
-    def _send(
-        self,
-        body: dict[str, Any],
-        on_retry: RetryNotice | None,
-        *,
-        stream: bool,
-        first_attempt: int = 1,
-    ) -> tuple[httpx.Response, int]:
-        """POST, retrying retryable statuses and transport errors from `first_attempt` on.
-
-        Returns the response and the attempt it came from; raises mapped errors.
-        """
+    def _send(self, body: dict[str, Any], retries: _Retries, *, stream: bool) -> httpx.Response:
+        """POST, retrying retryable statuses and transport errors; raises mapped errors."""
         import httpx
 
         url = f"{self.base_url}/chat/completions"
-        attempts = self.max_retries + 1
-        for attempt in range(first_attempt, attempts + 1):
+        while True:
             try:
                 request = self.http.build_request("POST", url, json=body)
                 response = self.http.send(request, stream=stream)
             except httpx.HTTPError as exc:
-                if attempt < attempts:
-                    self._wait(describe_transport_error(exc), None, attempt, attempts, on_retry)
+                if self._retry(retries, describe_transport_error(exc), None):
                     continue
                 raise self._transport_error(exc) from None
             if response.status_code < 400:
-                return response, attempt
+                return response
             response.read()
             response.close()
-            if response.status_code in RETRY_STATUSES and attempt < attempts:
-                self._wait(
-                    describe_status(response.status_code), response, attempt, attempts, on_retry
-                )
+            status = response.status_code
+            if status in RETRY_STATUSES and self._retry(retries, describe_status(status), response):
                 continue
             raise self._status_error(response, body.get("model"))
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wait(
-        self,
-        reason: str,
-        response: httpx.Response | None,
-        attempt: int,
-        attempts: int,
-        on_retry: RetryNotice | None,
-    ) -> None:
-        delay = retry_delay(response, attempt)
-        if on_retry is not None:
-            on_retry(reason, delay, attempt + 1, attempts)
-        self._sleep(delay)
+    def _retry(self, retries: _Retries, reason: str, response: httpx.Response | None) -> bool:
+        """Announce and wait out the delay before the next attempt.
+
+        False when no attempt is left or the request was cancelled (even while waiting).
+        """
+        if retries.attempt >= retries.attempts or retries.cancelled.is_set():
+            return False
+        delay = retry_delay(response, retries.attempt)
+        retries.attempt += 1
+        if retries.on_retry is not None:
+            retries.on_retry(reason, delay, retries.attempt, retries.attempts)
+        if self._sleep is not None:
+            self._sleep(delay)
+        else:
+            retries.cancelled.wait(delay)
+        return not retries.cancelled.is_set()
 
     def _redacted(self, error: NbChatError) -> NbChatError:
         return redact_error(error, self.api_key)
@@ -227,6 +220,17 @@ class ChatClient:
         return self._redacted(status_error(response, model, self.base_url))
 
 
+@dataclass
+class _Retries:
+    """Where one request stands in its attempts; shared by the HTTP retries and a stream
+    that broke before any text, and cancelled by `ChatStream.close()`."""
+
+    on_retry: RetryNotice | None
+    attempts: int
+    attempt: int = 1
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
 class _Broken(Exception):
     """Why a stream broke off: `kind` is closed | timeout | error | malformed."""
 
@@ -254,10 +258,10 @@ class ChatStream:
     def __init__(self, client: ChatClient, payload: dict[str, Any], on_retry: RetryNotice | None):
         self._client = client
         self.payload = payload
-        self._on_retry = on_retry
         self._parts: list[str] = []
         self._response: httpx.Response | None = None
-        self._closed = False
+        self._retries = _Retries(on_retry, client.max_retries + 1)
+        self._reader: int | None = None  # the thread that iterates
         self.started = 0.0
         self.ttft: float | None = None
         self.model: str = payload.get("model", "")
@@ -271,6 +275,10 @@ class ChatStream:
         return "".join(self._parts)
 
     @property
+    def _closed(self) -> bool:
+        return self._retries.cancelled.is_set()
+
+    @property
     def chunks(self) -> int:
         return len(self._parts)
 
@@ -281,12 +289,10 @@ class ChatStream:
 
     def __iter__(self) -> Iterator[str]:
         self.started = time.perf_counter()
+        self._reader = threading.get_ident()
         client = self._client
-        attempts, attempt = client.max_retries + 1, 1
         while True:
-            response, attempt = client._send(
-                self.payload, self._on_retry, stream=True, first_attempt=attempt
-            )
+            response = client._send(self.payload, self._retries, stream=True)
             self._response = response
             try:
                 if self._closed:  # stopped while the request was on its way
@@ -294,11 +300,10 @@ class ChatStream:
                 yield from self._read(response)
                 break
             except _Broken as broken:
-                if self._parts or self._closed or attempt >= attempts:
+                if self._parts or not client._retry(
+                    self._retries, _Broken.WORDS[broken.kind], None
+                ):
                     raise self._failure(broken) from None
-                reason = _Broken.WORDS[broken.kind]
-                client._wait(reason, None, attempt, attempts, self._on_retry)
-                attempt += 1
                 self.usage = self.finish_reason = self.fingerprint = None
             finally:
                 response.close()
@@ -403,7 +408,22 @@ class ChatStream:
         return self._reply
 
     def close(self) -> None:
-        """Stop reading (from any thread): the connection is closed and nothing is retried."""
-        self._closed = True
-        if self._response is not None:
-            self._response.close()
+        """Stop reading, from any thread, at once; nothing is retried after this.
+
+        From the reading thread the response is closed. From another thread (a
+        Stop button) the socket is shut down instead: that wakes a read blocked
+        on a silent server, and the reading thread then closes the response
+        itself, so httpx's connection state is never touched by two threads.
+        """
+        self._retries.cancelled.set()
+        response = self._response
+        if response is None:
+            return
+        if threading.get_ident() == self._reader:
+            response.close()
+            return
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
