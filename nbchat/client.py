@@ -30,7 +30,7 @@ from .failures import (
     server_text,
     status_error,
 )
-from .sse import SSEDecoder
+from .sse import iter_events
 from .types import Reply, Secret, Usage
 
 if TYPE_CHECKING:
@@ -312,30 +312,27 @@ class ChatStream:
     def _read(self, response: httpx.Response) -> Iterator[str]:
         import httpx
 
-        decoder = SSEDecoder()
         parts = self._parts
         loads = json.loads
         perf = time.perf_counter
         try:
-            for chunk in response.iter_bytes():
-                for event in decoder.feed(chunk):
-                    data = event.data
-                    if data == "[DONE]":
-                        return
-                    try:
-                        content = self._take(loads(data))
-                    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
-                        raise _Broken("malformed", repr(data[:80])) from None
-                    if content:
-                        if self.ttft is None:
-                            self.ttft = perf() - self.started
-                        parts.append(content)
-                        yield content
+            for event in iter_events(response.iter_bytes()):
+                data = event.data
+                if data == "[DONE]":
+                    return
+                try:
+                    content = self._take(loads(data))
+                except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+                    raise _Broken("malformed", repr(data[:80])) from None
+                if content:
+                    if self.ttft is None:
+                        self.ttft = perf() - self.started
+                    parts.append(content)
+                    yield content
         except httpx.TimeoutException:
             raise _Broken("timeout") from None
         except httpx.HTTPError:
             raise _Broken("closed") from None
-        decoder.flush()
         if self.finish_reason is None:
             raise _Broken("closed")
 

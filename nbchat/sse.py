@@ -52,6 +52,10 @@ class SSEDecoder:
                 self._pending = buf
                 return []
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return self._lines(buf)
+
+    def _lines(self, buf: bytes) -> list[ServerSentEvent]:
+        """Process every complete line of `buf` (LF-only); keep the unfinished rest."""
         lines = buf.split(b"\n")
         self._pending = lines.pop()
         events: list[ServerSentEvent] = []
@@ -62,15 +66,18 @@ class SSEDecoder:
         return events
 
     def flush(self) -> list[ServerSentEvent]:
-        """End of stream: a trailing line without newline is processed, no dispatch."""
+        """End of stream: the events still held back, then a clean slate.
+
+        A final CR ends a line (it was only held in case an LF followed), so the
+        lines before it still count; an unterminated last line and an event
+        without its blank line are discarded, as the spec says.
+        """
         pending, self._pending = self._pending, b""
+        events: list[ServerSentEvent] = []
         if pending.endswith(b"\r"):
-            pending = pending[:-1]
-        if pending:
-            self._line(pending)
-        # The spec discards an event that was not terminated by a blank line.
-        self._data, self._event = [], ""
-        return []
+            events = self._lines(pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+        self._pending, self._data, self._event = b"", [], ""
+        return events
 
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         if not raw:
@@ -107,4 +114,4 @@ def iter_events(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:
     decoder = SSEDecoder()
     for chunk in chunks:
         yield from decoder.feed(chunk)
-    decoder.flush()
+    yield from decoder.flush()

@@ -497,3 +497,60 @@ def test_saved_notebook_keeps_no_status_line(server, tmp_path):
         assert cell.outputs[0]["data"]["text/markdown"] == "".join(pieces(prompt, turn=turn))
     assert [o["output_type"] for o in saved[4].outputs] == ["error"]
     assert saved[4].outputs[0]["ename"] == "RateLimitError"
+
+
+# -- the mock server's fault modes themselves ------------------------------------------------
+
+
+def test_mock_fault_options_are_checked(server):
+    import httpx
+
+    for bad in ("status=200", "status=abc", "cut=-1", "fail_times=0", "stall=maybe"):
+        response = httpx.post(
+            f"{server.url}/chat/completions",
+            json={"model": f"gpt-4o-mini@{bad}", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert response.status_code == 400, bad
+        assert bad.split("=")[0] in response.json()["error"]["message"]
+
+
+def test_mock_fail_times_counts_per_option_string_until_cleared(server):
+    import httpx
+
+    def status(model: str) -> int:
+        body = {"model": model, "messages": [{"role": "user", "content": "x"}]}
+        response = httpx.post(f"{server.url}/chat/completions", json=body)
+        if response.status_code == 429:
+            assert response.headers["retry-after"] == "3"
+            assert response.headers["retry-after-ms"] == "7"
+        return response.status_code
+
+    once = "gpt-4o-mini@status=429,retry_after=3,retry_after_ms=7,fail_times=1"
+    assert [status(once), status(once), status(once + ",reply=markdown")] == [429, 200, 429]
+    server.clear()
+    assert status(once) == 429
+
+
+def test_mock_server_stops_while_a_client_is_stalled():
+    import httpx
+
+    outcome: list[BaseException] = []
+
+    def stalled(url: str) -> None:
+        body = {"model": "m@stall=1", "messages": [], "stream": True}
+        try:
+            with httpx.stream("POST", f"{url}/chat/completions", json=body, timeout=30) as r:
+                r.read()
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    srv = MockServer(delay=0, ttft=0).start()
+    client = threading.Thread(target=stalled, args=(srv.url,))
+    client.start()
+    for _ in range(400):  # until the server holds the request
+        if len(srv.requests):
+            break
+        threading.Event().wait(0.005)
+    srv.stop()  # returns: the stalled handler notices and lets go
+    client.join(timeout=20)
+    assert not client.is_alive() and isinstance(outcome[0], httpx.RemoteProtocolError)
