@@ -11,7 +11,10 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_RETRY_AFTER",
     "RETRY_STATUSES",
+    "Retries",
+    "RetryNotice",
     "describe_status",
     "describe_transport_error",
     "redact_error",
@@ -46,10 +51,23 @@ __all__ = [
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
 #: A server asking for a longer wait than this gets our own backoff instead.
 MAX_RETRY_AFTER = 120.0
+#: Called before each retry with (reason, delay in s, next attempt number, attempts in all).
+RetryNotice = Callable[[str, float, int, int], None]
 KEY_HINT = (
     "set the OPENAI_API_KEY environment variable or c.ChatMagics.api_key in ipython_config.py "
     "(or run %chat login)"
 )
+
+
+@dataclass
+class Retries:
+    """Where one request stands in its attempts; shared by the HTTP retries and a stream
+    that broke before any text, and cancelled by `ChatStream.close()`."""
+
+    on_retry: RetryNotice | None
+    attempts: int
+    attempt: int = 1
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 def retry_delay(response: httpx.Response | None, attempt: int) -> float:

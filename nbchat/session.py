@@ -141,8 +141,13 @@ class ChatSession:
         if not stream:
             try:
                 reply = priced(client.complete(payload, on_retry=on_retry))
-            except NbChatError:
+            except (KeyboardInterrupt, NbChatError) as failed:
                 view.finish("")  # nothing to show; the retry status line goes
+                if isinstance(failed, KeyboardInterrupt):
+                    empty = Reply(text="", model=payload["model"], finish_reason="interrupted")
+                    raise Interrupted(
+                        "interrupted before any text arrived", partial=empty
+                    ) from None
                 raise
             view.finish(reply.text, reply if footer else None)
         else:
