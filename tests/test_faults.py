@@ -424,6 +424,24 @@ def test_stop_while_waiting_to_retry_stops_at_once(ip, server):
 # -- in a real kernel ----------------------------------------------------------------------
 
 
+def interrupt_when(manager, kernel, code: str, msg_type: str) -> list[dict]:
+    """Run `code` in a real kernel, interrupt it (the notebook's ■) at the first `msg_type`
+    message it sends; return its messages."""
+    msg_id = kernel.execute(code)
+    messages: list[dict] = []
+    interrupted = False
+    while True:
+        msg = kernel.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        messages.append(msg)
+        if msg["msg_type"] == msg_type and not interrupted:
+            manager.interrupt_kernel()
+            interrupted = True
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return messages
+
+
 def test_kernel_interrupt_mid_stream_keeps_the_partial(server):
     from jupyter_client.manager import start_new_kernel
 
@@ -432,20 +450,9 @@ def test_kernel_interrupt_mid_stream_keeps_the_partial(server):
     manager, kernel = start_new_kernel(kernel_name="python3", env=kernel_env())
     try:
         execute(kernel, SETUP.format(url=server.url))
-        msg_id = kernel.execute("%%chat -m gpt-4o-mini@chunks=400,delay=0.01 -o r\nlong story")
-        messages = []
-        while True:
-            msg = kernel.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            messages.append(msg)
-            if msg["msg_type"] == "update_display_data":
-                break  # text is streaming in: press the stop button of the notebook
-        manager.interrupt_kernel()
-        while not (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"):
-            msg = kernel.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") == msg_id:
-                messages.append(msg)
+        # while text streams in (the first update of the open block)
+        cell = "%%chat -m gpt-4o-mini@chunks=400,delay=0.01 -o r\nlong story"
+        messages = interrupt_when(manager, kernel, cell, "update_display_data")
         errors = [m["content"] for m in messages if m["msg_type"] == "error"]
         assert [e["ename"] for e in errors] == ["Interrupted"]
         assert "interrupted after" in errors[0]["traceback"][0]
@@ -457,12 +464,29 @@ def test_kernel_interrupt_mid_stream_keeps_the_partial(server):
         assert finish == "interrupted"
         all_pieces = pieces("long story", 400)
         assert text in {"".join(all_pieces[:k]) for k in range(1, 400)}  # a strict prefix
+
+        # while waiting out a 60 s retry-after (the status line is showing)
+        cell = "%%chat -m gpt-4o-mini@status=429,retry_after_ms=60000\nnever sent twice"
+        messages = interrupt_when(manager, kernel, cell, "display_data")
+        errors = [m["content"] for m in messages if m["msg_type"] == "error"]
+        assert [e["ename"] for e in errors] == ["Interrupted"]
+        assert "interrupted before any text arrived" in errors[0]["traceback"][0]
+        assert server.requests[-1].body["messages"][-1]["content"] == "never sent twice"
+
         execute(kernel, "%%chat\nnext")
         assert server.requests[-1].body["messages"] == [
             {"role": "user", "content": "long story"},
             {"role": "assistant", "content": text},
             {"role": "user", "content": "next"},
         ]
+        assert (
+            sum(
+                r.body["messages"][-1]["content"] == "never sent twice"
+                for r in server.requests
+                if r.body
+            )
+            == 1
+        )
     finally:
         kernel.stop_channels()
         manager.shutdown_kernel(now=True)
