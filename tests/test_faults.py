@@ -493,9 +493,7 @@ def test_kernel_interrupt_mid_stream_keeps_the_partial(server):
 
 
 def test_saved_notebook_keeps_no_status_line(server, tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
+    from .kernels import run_and_save
     from .test_kernel import SETUP, kernel_env
 
     cells = [
@@ -505,16 +503,10 @@ def test_saved_notebook_keeps_no_status_line(server, tmp_path):
         "%%chat -m gpt-4o-mini@status=503,retry_after_ms=20,fail_times=1\nfinal",
         "%%chat -m gpt-4o-mini@status=429,retry_after_ms=20\nfails",
     ]
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True).execute(
-        env=kernel_env()
-    )
     path = tmp_path / "saved.ipynb"
-    nbformat.write(nb, path)
+    saved = run_and_save(cells, path, kernel_env()).cells
     assert chat_requests(server) == 2 + 2 + 3  # every status line was really shown
     assert "retrying" not in path.read_text()
-    saved = nbformat.read(path, as_version=4).cells
     for cell, prompt, turn in ((saved[1], "live", 1), (saved[3], "final", 2)):
         kinds = [o["output_type"] for o in cell.outputs]
         assert kinds == ["display_data", "display_data"]  # the reply and its footer

@@ -118,6 +118,7 @@ def test_login_where_the_frontend_cannot_ask(ip, monkeypatch):
 def test_login_in_a_real_kernel_is_a_password_prompt(keyserver):
     from jupyter_client.manager import start_new_kernel
 
+    from .kernels import collect
     from .test_kernel import execute, kernel_env
 
     manager, kernel = start_new_kernel(kernel_name="python3", env=kernel_env())
@@ -128,15 +129,7 @@ def test_login_in_a_real_kernel_is_a_password_prompt(keyserver):
         assert request["msg_type"] == "input_request"
         assert request["content"]["password"] is True  # the frontend hides what is typed
         kernel.input(SERVER_KEY)
-        messages = []
-        while True:
-            msg = kernel.get_iopub_msg(timeout=30)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-            messages.append(msg)
-        messages += execute(kernel, "%%chat\nhi")
+        messages = collect(kernel, msg_id) + execute(kernel, "%%chat\nhi")
         kinds = [m["msg_type"] for m in messages]
         assert "error" not in kinds and "display_data" in kinds  # logged in, reply shown
         assert not leaks(json.dumps([m["content"] for m in messages]), SERVER_KEY)
@@ -149,9 +142,7 @@ def test_login_in_a_real_kernel_is_a_password_prompt(keyserver):
 
 
 def test_saved_notebook_never_holds_the_key(server, keyserver, tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
+    from .kernels import run_and_save
     from .test_kernel import kernel_env
 
     fake = "sk-proj-FAKE-notebook-key-abcdefghij0123456789"
@@ -172,12 +163,8 @@ def test_saved_notebook_never_holds_the_key(server, keyserver, tmp_path):
         "m = get_ipython().find_cell_magic('chat').__self__\nm.session.client(m.settings())",
         "m.settings()",
     ]
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    env = {**kernel_env(), "OPENAI_API_KEY": fake}
-    NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True).execute(env=env)
     path = tmp_path / "saved.ipynb"
-    nbformat.write(nb, path)
+    nb = run_and_save(cells, path, {**kernel_env(), "OPENAI_API_KEY": fake})
     saved = path.read_text()
     assert keyserver.requests[-1].headers["authorization"] == f"Bearer {fake}"  # it was used
     assert "You sent: Bearer sk-...6789" in saved  # the echoes are in the file, masked
