@@ -88,7 +88,7 @@ class Options:
     ttft: float = 0.05
     usage: bool = True  # False: never send usage, even if asked
     choices_on_usage: bool = False  # usage chunk also carries a choice (some servers do)
-    reply: str = "echo"  # echo | markdown | paragraph
+    reply: str = "echo"  # echo | markdown | paragraph | json
 
 
 class OptionError(ValueError):
@@ -114,7 +114,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "ttft": _checked(float, lambda x: x >= 0),
     "usage": lambda v: _FLAGS[v.lower()],
     "choices_on_usage": lambda v: _FLAGS[v.lower()],
-    "reply": _checked(str, lambda x: x in ("echo", "markdown", "paragraph")),
+    "reply": _checked(str, lambda x: x in ("echo", "markdown", "paragraph", "json")),
 }
 
 
@@ -209,6 +209,10 @@ def reply_pieces(
     if reply == "paragraph":
         n = max(chunks or 200, 1)
         text = " ".join(_WORDS[i % len(_WORDS)] for i in range(n)).capitalize() + ".\n"
+    elif reply == "json":  # {"echo": str, "turn": int, "model": str}, for --json/--schema
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        echo = _text(users[-1].get("content")) if users else ""
+        text = json.dumps({"echo": echo, "turn": len(users), "model": model}, indent=2)
     elif reply == "markdown":
         text, k = "# Mock answer\n\n", 1
         while k <= 3 or len(_TOKEN.findall(text)) < (chunks or 0):
