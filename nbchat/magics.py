@@ -105,12 +105,22 @@ class ChatMagics(Magics, ChatSettings, RequestDefaults):
     @argument(
         "-s", "--system", help="set the conversation's system prompt (a string, or a variable name)"
     )
-    @argument("-c", "--conversation", metavar="NAME", help="conversation to use (default: default)")
-    @argument("-o", "--out", metavar="NAME", help="store the reply object in this variable")
+    @argument(
+        "-c",
+        "--conversation",
+        metavar="NAME",
+        help="the named conversation to continue (default: default)",
+    )
+    @argument(
+        "-o",
+        "--out",
+        metavar="NAME",
+        help="store the reply object (with --dry-run: the request body) here",
+    )
     @argument("-t", "--temperature", metavar="T", help="sampling temperature, 0 to 2")
     @argument("--top-p", metavar="P", help="nucleus sampling, 0 to 1")
-    @argument("--frequency-penalty", metavar="X", help="-2 to 2")
-    @argument("--presence-penalty", metavar="X", help="-2 to 2")
+    @argument("--frequency-penalty", metavar="X", help="frequency penalty, -2 to 2")
+    @argument("--presence-penalty", metavar="X", help="presence penalty, -2 to 2")
     @argument(
         "--max-tokens", metavar="N", help="reply length limit (sent as max_completion_tokens)"
     )
@@ -118,8 +128,16 @@ class ChatMagics(Magics, ChatSettings, RequestDefaults):
     @argument(
         "--stop", action="append", metavar="TEXT", help=r"stop sequence, up to 4 (\n for newline)"
     )
-    @argument("--store", action="store_const", const=True, help="ask the server to store it")
-    @argument("--no-store", dest="store", action="store_const", const=False, help="do not store")
+    @argument(
+        "--store", action="store_const", const=True, help="ask OpenAI to store the completion"
+    )
+    @argument(
+        "--no-store",
+        dest="store",
+        action="store_const",
+        const=False,
+        help="ask OpenAI not to store it",
+    )
     @argument("--user", metavar="ID", help="end-user identifier")
     @argument("--stream", action="store_const", const=True, help="stream the reply (the default)")
     @argument(
@@ -132,9 +150,24 @@ class ChatMagics(Magics, ChatSettings, RequestDefaults):
     @argument("--params", metavar="JSON", help="extra request fields: a JSON object or a dict name")
     @argument("--json", action="store_true", help="ask for a JSON object; show it as JSON")
     @argument("--schema", metavar="NAME", help="JSON Schema dict or pydantic model class to fill")
-    @argument("--image", action="append", metavar="X", help="file, URL, array, PIL image, figure")
-    @argument("--audio", action="append", metavar="X", help="wav or mp3 file (or Audio object)")
-    @argument("-i", "--interpolate", action="store_true", help="expand {name} and {expression}")
+    @argument(
+        "--image",
+        action="append",
+        metavar="X",
+        help="path, http(s) URL, or a numpy array / PIL image / figure variable",
+    )
+    @argument(
+        "--audio",
+        action="append",
+        metavar="X",
+        help="wav or mp3 file, bytes, or an IPython Audio variable",
+    )
+    @argument(
+        "-i",
+        "--interpolate",
+        action="store_true",
+        help="expand {name} and {expression} from the namespace",
+    )
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
     @argument("words", nargs="*", help="%%chat COMMAND or a one-line question")
     @no_var_expand
@@ -170,7 +203,18 @@ class ChatMagics(Magics, ChatSettings, RequestDefaults):
         except ValueError as exc:  # shlex: an unbalanced quote
             raise OptionError(f"cannot read the flags: {exc}", hint="check the quotes") from None
         except UsageError as exc:
-            raise OptionError(str(exc).strip(), hint="%%chat? lists every flag") from None
+            raise OptionError(str(exc).strip(), hint=self._suggest(str(exc))) from None
+
+    def _suggest(self, message: str) -> str:
+        """'did you mean --temperature?' for a misspelt flag, else where flags are listed."""
+        import difflib
+
+        known = re.findall(r"--[\w-]+", self.chat.parser.format_help())
+        for word in re.findall(r"--[\w-]+", message):
+            close = difflib.get_close_matches(word, known, n=1, cutoff=0.75)
+            if close and word not in known:
+                return f"did you mean {close[0]}? (%%chat? lists every flag)"
+        return "%%chat? lists every flag"
 
     def _send(self, prompt: str, args: Any) -> None:
         from .render import LiveMarkdown

@@ -66,20 +66,24 @@ def _range(low: float | None, high: float | None) -> str:
     return f"at least {low:g}" if low is not None else "any value"
 
 
-def check_field(field: str, value: Any, label: str | None = None) -> Any:
-    """`value` if it is valid for `field` (unknown fields pass), else OptionError."""
+def check_field(field: str, value: Any, label: str | None = None, shown: str | None = None) -> Any:
+    """`value` if it is valid for `field` (unknown fields pass), else OptionError.
+
+    `shown` is how the value appears in messages (a flag's text rather than its float).
+    """
     if field not in FIELDS:
         return value
     kind, low, high = FIELDS[field]
     label = label or field
+    shown = shown or repr(value)
     if kind in ("number", "integer"):
         is_int = isinstance(value, int) and not isinstance(value, bool)
         if kind == "integer" and not is_int:
-            raise OptionError(f"{label} must be an integer, not {value!r}")
+            raise OptionError(f"{label} must be an integer, not {shown}")
         if not (is_int or (isinstance(value, float) and math.isfinite(value))):
-            raise OptionError(f"{label} must be a number {_range(low, high)}, not {value!r}")
+            raise OptionError(f"{label} must be a number {_range(low, high)}, not {shown}")
         if (low is not None and value < low) or (high is not None and value > high):
-            raise OptionError(f"{label} must be {_range(low, high)}, not {value!r}")
+            raise OptionError(f"{label} must be {_range(low, high)}, not {shown}")
     elif kind == "boolean" and not isinstance(value, bool):
         raise OptionError(f"{label} must be true or false, not {value!r}")
     elif kind == "string" and not (isinstance(value, str) and value):
@@ -115,7 +119,7 @@ def _from_flag(field: str, raw: Any, label: str) -> Any:
         raise OptionError(f"{label} must be {what}, not {raw!r}") from None
     if kind == "stop":
         value = [_unescape(s) for s in raw]
-    return check_field(field, value, label)
+    return check_field(field, value, label, shown=raw if isinstance(raw, str) else None)
 
 
 def _extra_params(raw: str, namespace: Mapping[str, Any]) -> dict[str, Any]:

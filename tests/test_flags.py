@@ -82,7 +82,7 @@ def test_without_flags_no_optional_field_is_sent(ip, server):
 @pytest.mark.parametrize(
     ("flags", "words"),
     [
-        ("--temprature 3", "unrecognized arguments"),
+        ("--temprature 3", "did you mean --temperature?"),
         ("-t 2.5", "between 0 and 2"),
         ("-t -0.1", "between 0 and 2"),
         ("-t hot", "must be a number"),
@@ -233,6 +233,28 @@ def test_json_sends_json_object_and_parses_the_reply(ip, server):
     assert len(shown) == 1 and shown[0]["application/json"] == expected
     assert shown[0]["text/markdown"] == f"```json\n{json.dumps(expected, indent=2)}\n```"
     assert "completion" in plain_outputs(captured)[-1]  # the footer follows the JSON
+
+
+def test_live_json_reply_streams_as_a_json_block_and_ends_clean(ip, server):
+    ip.run_line_magic("config", "ChatMagics.display_mode = 'live'")
+    ip.run_line_magic("config", "ChatMagics.update_interval = 0")
+    magics = ip.find_cell_magic("chat").__self__
+    seen: list[str] = []
+    real_feed = magics.session.run
+
+    def spy(prompt, settings, view, **kwargs):
+        inner_feed = view.inner.feed
+        view.inner.feed = lambda delta: (seen.append(delta), inner_feed(delta))
+        return real_feed(prompt, settings, view, **kwargs)
+
+    magics.session.run = spy
+    result, captured = run(ip, f"%%chat --json {JSON_MODEL}\nhi")
+    assert result.error_in_exec is None
+    assert seen[0].startswith("```json\n{")  # streamed inside a json fence
+    assert [sorted(o.data) for o in captured.outputs] == [
+        ["application/json", "text/markdown", "text/plain"],
+        ["text/html", "text/plain"],
+    ]
 
 
 def test_schema_from_a_dict(ip, server):
