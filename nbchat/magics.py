@@ -16,12 +16,12 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import CaselessStrEnum, default
 
+from .commands import ConversationCommands
 from .config import ChatSettings
 from .errors import NbChatError, OptionError
 from .params import RequestDefaults
 
 if TYPE_CHECKING:
-    from .conversation import Conversation
     from .session import ChatSession
 
 __all__ = ["ChatMagics"]
@@ -57,8 +57,19 @@ def keep_questions(lines: list[str]) -> list[str]:
     return out
 
 
+def _switch(flag: str, value: bool, help: str) -> Any:
+    """`--x` / `--no-x`: both set `x` (True/False); left at None when neither is given."""
+    return argument(
+        flag,
+        dest=flag.removeprefix("--no-").removeprefix("--"),
+        action="store_const",
+        const=value,
+        help=help,
+    )
+
+
 @magics_class
-class ChatMagics(Magics, ChatSettings, RequestDefaults):
+class ChatMagics(Magics, ChatSettings, RequestDefaults, ConversationCommands):
     """Talk to an OpenAI-compatible chat model from a notebook."""
 
     display_mode = CaselessStrEnum(
@@ -128,25 +139,11 @@ class ChatMagics(Magics, ChatSettings, RequestDefaults):
     @argument(
         "--stop", action="append", metavar="TEXT", help=r"stop sequence, up to 4 (\n for newline)"
     )
-    @argument(
-        "--store", action="store_const", const=True, help="ask OpenAI to store the completion"
-    )
-    @argument(
-        "--no-store",
-        dest="store",
-        action="store_const",
-        const=False,
-        help="ask OpenAI not to store it",
-    )
+    @_switch("--store", True, help="ask OpenAI to store the completion")
+    @_switch("--no-store", False, help="ask OpenAI not to store it")
     @argument("--user", metavar="ID", help="end-user identifier")
-    @argument("--stream", action="store_const", const=True, help="stream the reply (the default)")
-    @argument(
-        "--no-stream",
-        dest="stream",
-        action="store_const",
-        const=False,
-        help="one request, no stream",
-    )
+    @_switch("--stream", True, help="stream the reply (the default)")
+    @_switch("--no-stream", False, help="one request; the reply is shown when complete")
     @argument("--params", metavar="JSON", help="extra request fields: a JSON object or a dict name")
     @argument("--json", action="store_true", help="ask for a JSON object; show it as JSON")
     @argument("--schema", metavar="NAME", help="JSON Schema dict or pydantic model class to fill")
@@ -283,63 +280,3 @@ class ChatMagics(Magics, ChatSettings, RequestDefaults):
 
     def _cmd_help(self, rest: list[str]) -> None:
         print(LINE_HELP)
-
-    def _conversation_named(self, command: str, rest: list[str]) -> Conversation:
-        """The conversation `%chat COMMAND [NAME]` is about; OptionError if there is none."""
-        if len(rest) > 1:
-            raise OptionError(
-                f"%chat {command} takes one conversation name, not {' '.join(rest)!r}"
-            )
-        name = rest[0] if rest else "default"
-        session = self.session
-        if name not in session.conversations:
-            raise OptionError(f"there is no conversation {name!r}", hint="%chat list shows them")
-        return session.conversation(name)
-
-    def _cmd_reset(self, rest: list[str]) -> None:
-        conv = self._conversation_named("reset", rest)
-        dropped = conv.reset()
-        what = "conversation" if conv.name == "default" else f"conversation {conv.name!r}"
-        print(f"{what} reset ({dropped} turn{'s' * (dropped != 1)} dropped)")
-
-    def _cmd_history(self, rest: list[str]) -> None:
-        self._history(self._conversation_named("history", rest))
-
-    def _cmd_list(self, rest: list[str]) -> None:
-        from IPython.display import display
-
-        from .tables import conversations_table
-
-        if rest:
-            raise OptionError(f"%chat list takes no arguments, not {' '.join(rest)!r}")
-        display(conversations_table(self.session, self.system_prompt), raw=True)
-
-    def _cmd_models(self, rest: list[str]) -> None:
-        from IPython.display import display
-
-        from .tables import models_table
-
-        if rest:
-            raise OptionError(f"%chat models takes no arguments, not {' '.join(rest)!r}")
-        display(models_table(self.session.client(self.settings())), raw=True)
-
-    def _history(self, conv: Conversation) -> None:
-        from IPython.display import display
-
-        from .media import describe_parts
-        from .render import footer_text
-
-        settings = self.settings()
-        system = conv.system_prompt or settings.system_prompt
-        if not conv.turns and not system:
-            print("the conversation is empty")
-            return
-        lines = [f"**System:** {system}\n"] if system else []
-        for number, turn in enumerate(conv.turns, 1):
-            attached = describe_parts(turn.user.content)
-            attached = f"\n\n*({attached})*" if attached else ""
-            lines.append(f"**[{number}] You:**\n\n{turn.user.text}{attached}\n")
-            lines.append(f"**[{number}] Assistant:**\n\n{turn.reply.text}\n")
-            lines.append(f"<sub>{footer_text(turn.reply)}</sub>\n\n---\n")
-        text = "\n".join(lines)
-        display({"text/markdown": text, "text/plain": text}, raw=True)
