@@ -47,6 +47,9 @@ def keep_questions(lines: list[str]) -> list[str]:
     (here: `closure`), before a magic sees it. This input transformer turns
     such `%chat` lines into the call IPython would otherwise make.
     """
+    first = next((line for line in lines if line.strip()), "")
+    if first.lstrip().startswith("%%"):  # a cell magic's body is not code: leave it alone
+        return lines
     out = []
     for line in lines:
         match = _QUESTION.match(line)

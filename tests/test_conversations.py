@@ -117,6 +117,8 @@ def test_line_form_sends_questions_ending_in_a_name_and_question_mark(ip, server
     assert messages(server)[-1]["content"] == "What is a closure?"
     run(ip, """%chat What's "quoted" {x} $x?""")
     assert messages(server)[-1]["content"] == """What's "quoted" {x} $x?"""
+    run(ip, "%%chat\n%chat is this line kept?\nx = 1?")
+    assert messages(server)[-1]["content"] == "%chat is this line kept?\nx = 1?"
     sent = len(server.requests)
     result, _ = run(ip, "%chat?")  # the magic's own help still works, and sends nothing
     assert result.error_in_exec is None and len(server.requests) == sent
