@@ -19,7 +19,8 @@ __all__ = ["find_notebook", "run_demo"]
 def find_notebook(name: str = "quickstart.ipynb") -> Path:
     """The notebook from a source checkout (notebooks/) or the installed package."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "notebooks" / name, here / "notebooks" / name):
+    installed = Path(sys.prefix) / "share" / "nbchat" / "notebooks" / name
+    for candidate in (here.parent / "notebooks" / name, installed):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"cannot find {name} next to the nbchat package")
