@@ -38,6 +38,20 @@ c = get_config()  # noqa: F821  (IPython provides get_config in config files)
 # c.ChatMagics.update_interval = 0.1 # seconds between display updates while streaming
 # c.ChatMagics.display_mode = "auto" # "live", "final" or "auto"
 
+# --- Request fields sent with every cell (flags override them per cell) -----------
+# Checked like the flags: temperature 0-2, top_p 0-1, penalties -2..2, integers.
+# c.ChatMagics.temperature = 0.2
+# c.ChatMagics.top_p = 1.0
+# c.ChatMagics.frequency_penalty = 0.0
+# c.ChatMagics.presence_penalty = 0.0
+# c.ChatMagics.max_tokens = 1024     # sent as max_completion_tokens
+# c.ChatMagics.seed = 42
+# c.ChatMagics.stop = ["###"]
+# c.ChatMagics.store = False
+# c.ChatMagics.user = "analyst-7"
+# c.ChatMagics.stream = True         # False: one request per cell, shown when complete
+# c.ChatMagics.params = {"service_tier": "auto"}  # any other fields (not messages/model/stream)
+
 # --- Cost estimates ----------------------------------------------------------------
 # USD per 1M tokens: (input, cached input, output). Added to / overriding the
 # built-in list prices; models in neither get no cost.

@@ -14,6 +14,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from nbchat import autoload
 from nbchat.config import ChatSettings
+from nbchat.params import RequestDefaults
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,7 +119,11 @@ def test_example_config_names_only_real_settings(tmp_path):
     names = set(config.ChatMagics)
     assert len(names) >= 10
     traits = set(ChatSettings.class_traits(config=True)) | {"display_mode"}
+    traits |= set(RequestDefaults.class_traits(config=True))
     assert names <= traits, names - traits
+    RequestDefaults(
+        **{k: v for k, v in config.ChatMagics.items() if k in RequestDefaults.class_traits()}
+    )
     settings = ChatSettings(config=config)  # values validate
     assert settings.model == "gpt-4o-mini"
 
