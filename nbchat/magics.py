@@ -15,6 +15,7 @@ from traitlets import CaselessStrEnum, default
 
 from .config import ChatSettings
 from .errors import NbChatError, OptionError
+from .memory_commands import MemoryCommands
 
 if TYPE_CHECKING:
     from .session import ChatSession
@@ -26,13 +27,17 @@ LINE_HELP = """\
 %chat QUESTION                           a one-line question in the same conversation
 %chat reset                              forget the conversation (the system prompt stays)
 %chat history                            show the conversation so far
+%chat resume                             after a kernel restart: restore the conversations
+%chat log [N]                            the notebook's last N exchanges from the record
+%chat export PATH                        write the conversation to PATH.md or PATH.json
+%chat usage                              tokens and estimated cost: this kernel, this notebook
 %chat help                               this help; %%chat? lists every flag
 %config ChatMagics                       every setting (the key is shown masked)
 """
 
 
 @magics_class
-class ChatMagics(Magics, ChatSettings):
+class ChatMagics(Magics, ChatSettings, MemoryCommands):
     """Talk to an OpenAI-compatible chat model from a notebook."""
 
     display_mode = CaselessStrEnum(
@@ -58,6 +63,7 @@ class ChatMagics(Magics, ChatSettings):
             from .session import ChatSession
 
             self._session = ChatSession()
+            self._session.recorder = self._make_recorder()
         return self._session
 
     @property
@@ -110,7 +116,7 @@ class ChatMagics(Magics, ChatSettings):
         settings = self.settings()
         view = LiveMarkdown(interval=settings.update_interval, live=self._live())
         try:
-            reply = session.run(prompt, settings, view, model=args.model)
+            reply = session.run(prompt, settings, view, model=args.model, cell_id=self._cell_id())
         except NbChatError as error:
             partial = getattr(error, "partial", None)
             if args.out and partial is not None:
