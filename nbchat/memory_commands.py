@@ -91,7 +91,12 @@ class MemoryCommands(Configurable):
         self._cell_request = msg_id
         return cell
 
-    def _open_record(self) -> tuple[Recorder, Record] | None:
+    def _open_record(
+        self, command: str = "", rest: tuple[str, ...] = ()
+    ) -> tuple[Recorder, Record] | None:
+        """This kernel's recorder and its open record; None (and says why) if there is none."""
+        if rest:
+            raise OptionError(f"%chat {command} takes no arguments, not {' '.join(rest)!r}")
         self.session  # noqa: B018 -- creates the session and its recorder
         recorder = self._recorder
         if recorder is None:
@@ -107,9 +112,7 @@ class MemoryCommands(Configurable):
     # -- the commands -------------------------------------------------------------------------
 
     def _cmd_resume(self, rest: list[str]) -> None:
-        if rest:
-            raise OptionError(f"%chat resume takes no arguments, not {' '.join(rest)!r}")
-        opened = self._open_record()
+        opened = self._open_record("resume", tuple(rest))
         if opened is None:
             return
         recorder, record = opened
@@ -171,9 +174,7 @@ class MemoryCommands(Configurable):
         print(f"exported {_plural(len(conv.turns), 'turn')} of {conv.name!r} to {path}")
 
     def _cmd_usage(self, rest: list[str]) -> None:
-        if rest:
-            raise OptionError(f"%chat usage takes no arguments, not {' '.join(rest)!r}")
-        opened = self._open_record()
+        opened = self._open_record("usage", tuple(rest))
         if opened is None:
             return
         recorder, record = opened

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from jupyter_client.manager import start_new_kernel
@@ -116,5 +117,9 @@ def test_killed_mid_reply_then_restarted_then_resumed(kernel, server, tmp_path):
     with sqlite3.connect(path) as db:
         third = db.execute("SELECT status, kept, error FROM exchanges WHERE cell_id = 'c3'")
         assert third.fetchone() == ("incomplete", 0, "the kernel stopped before the reply finished")
+        notebooks = db.execute("SELECT DISTINCT notebook FROM exchanges").fetchall()
+    # no notebook path here, so the kernel is known by its connection file, kept across restarts
+    stem = Path(manager.connection_file).stem.removeprefix("kernel-")
+    assert notebooks == [(f"kernel:{stem}",)]
     execute(client, "%%chat\nafter the restart", "c4")
     assert user_prompts(server) == ["first question", "second question", "after the restart"]

@@ -251,3 +251,14 @@ def test_an_unusable_record_path_is_said_once_and_chats_go_on(ip, server, tmp_pa
     notes = [c.stdout for _, c in outputs]
     assert "cannot keep the record at" in notes[0] and "cannot keep" not in notes[1]
     assert len(notes[0].strip().splitlines()) == 1
+
+
+def test_notebook_identity_prefers_the_path_then_the_kernel(ip, monkeypatch):
+    from nbchat.identity import PROCESS_ID, notebook_identity
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert notebook_identity(ip) == PROCESS_ID  # terminal IPython: this process
+    monkeypatch.setitem(ip.user_ns, "__vsc_ipynb_file__", "/home/u/vscode.ipynb")
+    assert notebook_identity(ip) == "/home/u/vscode.ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/u/lab.ipynb")
+    assert notebook_identity(ip) == "/home/u/lab.ipynb"

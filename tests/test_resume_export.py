@@ -268,3 +268,11 @@ def test_the_key_is_in_neither_the_record_nor_the_exports(ip, server, notebook, 
         data = path.read_bytes()
         assert TEST_KEY.encode() not in data, path
     assert b"keep it safe" in (tmp_path / "chat.md").read_bytes()
+
+
+def test_usage_never_invents_a_cost_for_an_unpriced_model(ip, server, notebook):
+    in_cell(ip, notebook, "a", "%%chat -m mock-echo\nhello")
+    _, captured = run(ip, "%chat usage")
+    kernel_line, _, note = captured.stdout.splitlines()
+    assert "$" not in kernel_line and "1 exchange · " in kernel_line
+    assert note.endswith("; 1 exchange of unpriced models not counted")
