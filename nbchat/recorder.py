@@ -19,10 +19,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .config import Settings
 from .conversation import Conversation, Turn
+from .errors import Interrupted, NbChatError, StreamError
 from .record import Record
 from .types import Message, Reply, Secret
 
-__all__ = ["Recorder", "public_url"]
+__all__ = ["Recorder", "outcome", "public_url"]
 
 
 def public_url(url: str) -> str:
@@ -31,6 +32,22 @@ def public_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def outcome(
+    reply: Reply | None, error: BaseException | None
+) -> tuple[str, Reply | None, str | None]:
+    """(status, reply or partial reply, error message) of how an exchange ended."""
+    if error is None:
+        return "complete", reply, None
+    partial = getattr(error, "partial", None)
+    if isinstance(error, (Interrupted, KeyboardInterrupt)):
+        return "interrupted", partial, None
+    if isinstance(error, StreamError):
+        return "incomplete", partial, error.message
+    if isinstance(error, NbChatError):
+        return "failed", None, error.message
+    return "failed", None, f"{type(error).__name__}: {error}"
 
 
 class Recorder:
@@ -88,7 +105,9 @@ class Recorder:
 
     def _text(self, value: Any) -> str:
         """`value` as stored: JSON unless a string, with the key (if ever present) masked."""
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        text = (
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        )
         return self._secret.redact(text) if self._secret else text
 
     # -- the session's recorder -----------------------------------------------------------
@@ -129,7 +148,7 @@ class Recorder:
             return None
 
     def finish(
-        self, row: int | None, status: str, reply: Reply | None, error: str | None, kept: bool
+        self, row: int | None, reply: Reply | None, error: BaseException | None, kept: bool
     ) -> None:
         import sqlite3
 
@@ -137,8 +156,9 @@ class Recorder:
         if row is None or record is None:
             self.flush()
             return
+        status, reply, message = outcome(reply, error)
         values: dict[str, Any] = {"status": status, "kept": int(kept)}
-        values["error"] = self._text(error) if error else None
+        values["error"] = self._text(message) if message else None
         if reply is not None:
             values.update(self._reply_values(reply))
         try:

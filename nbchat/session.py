@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from .client import ChatClient, ChatStream
 from .config import Settings
 from .conversation import Conversation, Turn
-from .errors import ConfigError, Interrupted, NbChatError, StreamError
+from .errors import ConfigError, Interrupted, StreamError
 from .pricing import estimate_cost
 from .types import Message, Reply
 
@@ -49,7 +49,7 @@ class Recorder(Protocol):
         cell_id: str | None,
     ) -> int | None: ...
     def finish(
-        self, row: int | None, status: str, reply: Reply | None, error: str | None, kept: bool
+        self, row: int | None, reply: Reply | None, error: BaseException | None, kept: bool
     ) -> None: ...
 
 
@@ -200,8 +200,7 @@ class ChatSession:
         if kept and row is not None:
             conv.turns[-1] = replace(conv.turns[-1], record_id=row)
         if self.recorder is not None:
-            status, reply, message = outcome(reply, error)
-            self.recorder.finish(row, status, reply, message, kept)
+            self.recorder.finish(row, reply, error, kept)
         if kept and len(removed) > 1:
             later = len(removed) - 1
             self.notice(f"re-ran an earlier turn: {later} later turn{'s' * (later != 1)} dropped")
@@ -280,19 +279,3 @@ class ChatSession:
         self.last_reply = reply
         conv.add(user, reply, cell_id)
         return reply
-
-
-def outcome(
-    reply: Reply | None, error: BaseException | None
-) -> tuple[str, Reply | None, str | None]:
-    """(status, reply or partial reply, error message) of an exchange, for the record."""
-    if error is None:
-        return "complete", reply, None
-    partial = getattr(error, "partial", None)
-    if isinstance(error, (Interrupted, KeyboardInterrupt)):
-        return "interrupted", partial, None
-    if isinstance(error, StreamError):
-        return "incomplete", partial, error.message
-    if isinstance(error, NbChatError):
-        return "failed", None, error.message
-    return "failed", None, f"{type(error).__name__}: {error}"

@@ -262,3 +262,16 @@ def test_notebook_identity_prefers_the_path_then_the_kernel(ip, monkeypatch):
     assert notebook_identity(ip) == "/home/u/vscode.ipynb"
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/u/lab.ipynb")
     assert notebook_identity(ip) == "/home/u/lab.ipynb"
+
+
+def test_record_settings_from_ipython_config(bare_ip, server, tmp_path):
+    bare_ip.config.ChatMagics.history_path = str(tmp_path / "from-config.sqlite")
+    bare_ip.config.ChatMagics.base_url = server.url
+    bare_ip.run_line_magic("load_ext", "nbchat")
+    run(bare_ip, "%%chat\nhello")
+    assert [r["status"] for r in rows(tmp_path / "from-config.sqlite")] == ["complete"]
+    bare_ip.run_line_magic("unload_ext", "nbchat")
+    bare_ip.config.ChatMagics.record = False
+    bare_ip.run_line_magic("load_ext", "nbchat")
+    run(bare_ip, "%%chat\nhello again")
+    assert len(rows(tmp_path / "from-config.sqlite")) == 1
