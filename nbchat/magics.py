@@ -29,7 +29,7 @@ LINE_HELP = """\
 %chat history                            show the conversation so far
 %chat resume                             after a kernel restart: restore the conversations
 %chat log [N]                            the notebook's last N exchanges from the record
-%chat export PATH                        write the conversation to PATH.md or PATH.json
+%chat export PATH [NAME]                 write a conversation to PATH.md or PATH.json
 %chat usage                              tokens and estimated cost: this kernel, this notebook
 %chat help                               this help; %%chat? lists every flag
 %config ChatMagics                       every setting (the key is shown masked)

@@ -152,16 +152,20 @@ class MemoryCommands(Configurable):
         display({"text/markdown": markdown, "text/plain": plain}, raw=True)  # type: ignore[no-untyped-call]
 
     def _cmd_export(self, rest: list[str]) -> None:
-        if len(rest) != 1:
+        if len(rest) not in (1, 2):
             raise OptionError(
-                "%chat export takes one path", hint="e.g. %chat export chat.md or chat.json"
+                "%chat export takes a path and optionally a conversation name",
+                hint="e.g. %chat export chat.md, or %chat export notes.json notes",
             )
         from .export import export
         from .recorder import public_url
 
-        conv = self.session.conversation()
+        session = self.session
+        if len(rest) == 2 and rest[1] not in session.conversations:
+            raise OptionError(f"there is no conversation named {rest[1]!r}")
+        conv = session.conversation(rest[1] if len(rest) == 2 else None)
         if not conv.turns:
-            raise OptionError("the conversation is empty: nothing to export")
+            raise OptionError(f"the conversation {conv.name!r} is empty: nothing to export")
         settings = self.settings()
         path = export(
             rest[0],
@@ -223,6 +227,10 @@ def log_table(rows: list[Exchange]) -> tuple[str, str]:
                 prompt if len(prompt) <= 40 else prompt[:39] + "…",
             ]
         )
+    if len({row.conversation for row in rows}) > 1:  # say which conversation each is in
+        head.insert(2, "conversation")
+        for line, row in zip(table, rows, strict=True):
+            line.insert(2, row.conversation)
     cells = [[c.replace("|", "\\|") for c in line] for line in table]
     markdown = "\n".join(
         ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

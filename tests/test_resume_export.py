@@ -113,6 +113,12 @@ def test_resume_restores_every_conversation_of_the_notebook(ip, server, notebook
     assert captured.stdout == ("restored 3 turns in 2 conversations ('default': 1, 'notes': 2)\n")
     conversations = magics(ip).session.conversations
     assert [t.user.text for t in conversations["notes"].turns] == ["in notes", "in notes again"]
+    _, captured = run(ip, "%chat log")
+    assert "| # | time | conversation | model |" in markdown_outputs(captured)[0]
+    assert "| notes | gpt-4o-mini |" in markdown_outputs(captured)[0]
+    magics(ip).session.active = "default"
+    run(ip, f"%chat export {tmp_path / 'notes.md'} notes")
+    assert "in notes again" in (tmp_path / "notes.md").read_text()
 
 
 def test_resume_with_nothing_recorded_says_so(ip, server, notebook, tmp_path):
@@ -237,7 +243,8 @@ def test_export_json_replays_to_the_same_request_bodies(ip, server, notebook, tm
     ("cell", "message"),
     [
         ("%chat export chat.txt", "cannot tell the export format"),
-        ("%chat export", "takes one path"),
+        ("%chat export", "takes a path"),
+        ("%chat export chat.md nosuch", "no conversation named 'nosuch'"),
         ("%chat export /no/such/dir/chat.md", "cannot write"),
     ],
 )
