@@ -19,6 +19,7 @@ from traitlets import CaselessStrEnum, default
 from .commands import ConversationCommands
 from .config import ChatSettings
 from .errors import NbChatError, OptionError
+from .memory_commands import MemoryCommands
 from .params import RequestDefaults
 
 if TYPE_CHECKING:
@@ -33,6 +34,10 @@ LINE_HELP = """\
 %chat reset [NAME]             forget a conversation (default: 'default'; its system prompt stays)
 %chat history [NAME]           show a conversation so far
 %chat models                   the models the server offers (GET /models)
+%chat resume                   after a kernel restart: restore the notebook's conversations
+%chat log [N]                  the notebook's last N exchanges from the record
+%chat export PATH [NAME]       write a conversation to PATH.md or PATH.json
+%chat usage                    tokens and estimated cost: this kernel, this notebook
 %chat help                     this help; %%chat? lists every flag
 %config ChatMagics             every setting (the key is shown masked)
 """
@@ -72,7 +77,7 @@ def _switch(flag: str, value: bool, help: str) -> Any:
 
 
 @magics_class
-class ChatMagics(Magics, ChatSettings, RequestDefaults, ConversationCommands):
+class ChatMagics(Magics, ChatSettings, RequestDefaults, ConversationCommands, MemoryCommands):
     """Talk to an OpenAI-compatible chat model from a notebook."""
 
     display_mode = CaselessStrEnum(
@@ -101,6 +106,7 @@ class ChatMagics(Magics, ChatSettings, RequestDefaults, ConversationCommands):
             from .session import ChatSession
 
             self._session = ChatSession()
+            self._session.recorder = self._make_recorder()
         return self._session
 
     @property
@@ -250,6 +256,7 @@ class ChatMagics(Magics, ChatSettings, RequestDefaults, ConversationCommands):
                 model=request.model,
                 params=request.params,
                 stream=request.stream,
+                cell_id=self._cell_id(),
             )
         except NbChatError as error:
             if len(conv) == turns:  # nothing was added: leave the system prompt as it was
