@@ -89,6 +89,9 @@ def run_demo(out_dir: str = "demo-output", notebook: str = "quickstart.ipynb") -
     if not os.environ.get("OPENAI_API_KEY"):
         server = MockServer(delay=0.02, ttft=0.3).start()
         os.environ["OPENAI_BASE_URL"] = server.url
+        # Mock exchanges belong in the demo's folder, not in the user's real record.
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        os.environ["NBCHAT_HISTORY_PATH"] = str(Path(out_dir).resolve() / "history.sqlite")
         print(f"OPENAI_API_KEY is not set: using nbchat's local mock server at {server.url}")
     else:
         print(f"using {os.environ.get('OPENAI_BASE_URL', 'https://api.openai.com/v1')}")
