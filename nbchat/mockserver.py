@@ -90,7 +90,7 @@ class Options:
     ttft: float = 0.05
     usage: bool = True  # False: never send usage, even if asked
     choices_on_usage: bool = False  # usage chunk also carries a choice (some servers do)
-    reply: str = "echo"  # echo | markdown | paragraph
+    reply: str = "echo"  # echo | markdown | paragraph | json
     # Faults (see mockfaults): an HTTP error, or a stream that breaks after K chunks.
     status: int | None = None  # answer with this HTTP error status
     retry_after: str | None = None  # Retry-After header of the error (seconds or a date)
@@ -148,7 +148,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "ttft": _checked(float, lambda x: x >= 0),
     "usage": lambda v: _FLAGS[v.lower()],
     "choices_on_usage": lambda v: _FLAGS[v.lower()],
-    "reply": _checked(str, lambda x: x in ("echo", "markdown", "paragraph")),
+    "reply": _checked(str, lambda x: x in ("echo", "markdown", "paragraph", "json")),
     "status": _checked(int, lambda x: 400 <= x <= 599),
     "retry_after": _checked(str, bool),
     "retry_after_ms": _checked(int, lambda x: x >= 0),
@@ -252,6 +252,10 @@ def reply_pieces(
     if reply == "paragraph":
         n = max(chunks or 200, 1)
         text = " ".join(_WORDS[i % len(_WORDS)] for i in range(n)).capitalize() + ".\n"
+    elif reply == "json":  # {"echo": str, "turn": int, "model": str}, for --json/--schema
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        echo = _text(users[-1].get("content")) if users else ""
+        text = json.dumps({"echo": echo, "turn": len(users), "model": model}, indent=2)
     elif reply == "markdown":
         text, k = "# Mock answer\n\n", 1
         while k <= 3 or len(_TOKEN.findall(text)) < (chunks or 0):

@@ -570,3 +570,37 @@ def test_mock_server_stops_while_a_client_is_stalled():
     srv.stop()  # returns: the stalled handler notices and lets go
     client.join(timeout=20)
     assert not client.is_alive() and isinstance(outcome[0], httpx.RemoteProtocolError)
+
+
+# -- without streaming (--no-stream) the same rules hold -------------------------------------
+
+
+def test_no_stream_retries_then_answers(ip, server):
+    cell = "%%chat --no-stream -m gpt-4o-mini@status=503,retry_after_ms=1,fail_times=1 -o r\nhi"
+    result, captured = run(ip, cell)
+    assert result.error_in_exec is None
+    assert "server error 503 — retrying in 0.0 s, attempt 2 of 3" in captured.stdout
+    assert server.requests[-1].body["stream"] is False and chat_requests(server) == 2
+    assert ip.user_ns["r"].text == "".join(pieces("hi"))
+
+
+def test_no_stream_interrupt_is_an_interrupt(ip, server, monkeypatch):
+    from nbchat.render import LiveMarkdown
+
+    def status(self, text):
+        raise KeyboardInterrupt  # Ctrl-C while the status line is up
+
+    monkeypatch.setattr(LiveMarkdown, "status", status)
+    result, captured = run(ip, "%%chat --no-stream -m gpt-4o-mini@status=429,retry_after_ms=1\nhi")
+    assert isinstance(result.error_in_exec, Interrupted)
+    assert "interrupted before any text arrived" in captured.stdout
+    monkeypatch.undo()
+    assert_history_clean(ip, server)
+
+
+def test_no_stream_stall_times_out(ip, server):
+    ip.run_line_magic("config", "ChatMagics.timeout = 0.2")
+    ip.run_line_magic("config", "ChatMagics.max_retries = 0")
+    result, captured = run(ip, "%%chat --no-stream -m gpt-4o-mini@stall=1\nhi")
+    assert isinstance(result.error_in_exec, TransportError)
+    assert "no response in 0.2 s (ChatMagics.timeout)" in captured.stdout
