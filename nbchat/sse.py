@@ -66,8 +66,16 @@ class SSEDecoder:
             elif line:
                 self._line(line)
             elif data:
-                events.append(self._dispatch())
-                data = self._data
+                events.append(
+                    ServerSentEvent(
+                        data[0] if len(data) == 1 else "\n".join(data),
+                        self._event or "message",
+                        self._id,
+                        self._retry,
+                    )
+                )
+                data.clear()
+                self._event = ""
             else:
                 self._event = ""  # a blank line without data dispatches nothing
         return events
@@ -98,17 +106,6 @@ class SSEDecoder:
                 self._id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
-
-    def _dispatch(self) -> ServerSentEvent:
-        data = self._data
-        event = ServerSentEvent(
-            data[0] if len(data) == 1 else "\n".join(data),
-            self._event or "message",
-            self._id,
-            self._retry,
-        )
-        self._data, self._event = [], ""
-        return event
 
 
 def iter_events(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:
