@@ -1,8 +1,9 @@
 """What went wrong with a request, in words, and whether (and when) to try again.
 
-Pure helpers of the client: the retry rules (which statuses, how long to wait),
-the mapping of an HTTP error to one `NbChatError` with a hint, and redaction
-of the key from anything a server sends back. Kept apart from `client` so the
+Helpers of the client: the retry rules (which statuses, how long to wait) and
+one request's place in its attempts, the mapping of an HTTP error to one
+`NbChatError` with a hint, and redaction of the key from anything a server
+sends back. Kept apart from `client` so the
 rules read in one place and are tested without a connection.
 """
 
