@@ -38,11 +38,12 @@ def unload_ipython_extension(ipython: Any) -> None:
     """Remove the magics, close open panels and the HTTP client; the conversation is discarded."""
     import sys
 
-    from .magics import ChatMagics
+    from .magics import ChatMagics, keep_questions
 
     if "nbchat.widget" in sys.modules:
         sys.modules["nbchat.widget"].close_panels()
-
+    if keep_questions in getattr(ipython, "input_transformers_cleanup", ()):
+        ipython.input_transformers_cleanup.remove(keep_questions)
     for configurable in [c for c in ipython.configurables if isinstance(c, ChatMagics)]:
         ipython.configurables.remove(configurable)
         if configurable._session is not None:

@@ -4,22 +4,25 @@ Shared by the `%%chat` magic and the panel, so both follow the same rules:
 a completed reply becomes a turn; an interrupted one is kept as a turn marked
 `finish_reason="interrupted"`; any other failure leaves the conversation as it
 was and re-raises a one-line NbChatError with the partial reply attached.
+A turn sent again from the same cell replaces that cell's earlier turn, and an
+optional `recorder` (nbchat.record) keeps every exchange, whatever its outcome.
 """
 
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .client import ChatClient, ChatStream
 from .config import Settings
-from .conversation import Conversation
-from .errors import ConfigError, Interrupted, OptionError, StreamError
+from .conversation import Conversation, Turn
+from .errors import ConfigError, Interrupted, NbChatError, OptionError, StreamError
 from .pricing import estimate_cost
 from .types import Message, Reply
 
-__all__ = ["ChatSession", "View"]
+__all__ = ["ChatSession", "Recorder", "View"]
 
 
 class View(Protocol):
@@ -30,8 +33,40 @@ class View(Protocol):
     def finish(self, text: str, footer: Reply | None = None) -> None: ...
 
 
+class Recorder(Protocol):
+    """Keeps a record of exchanges (nbchat.recorder.Recorder); its methods never raise.
+
+    `start` returns the new row (None when not recorded); `finish` is called after
+    every exchange, after the reply is shown, so it may print notes that stay visible.
+    """
+
+    def start(
+        self,
+        conversation: Conversation,
+        user: Message,
+        payload: dict[str, Any],
+        settings: Settings,
+        cell_id: str | None,
+    ) -> int | None: ...
+    def finish(
+        self, row: int | None, reply: Reply | None, error: BaseException | None, kept: bool
+    ) -> None: ...
+
+
+@dataclass
+class _Running:
+    """An exchange in progress in one conversation (the panel runs them in a thread)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    chat: ChatStream | None = None
+
+
 class ChatSession:
-    """Conversations of one kernel and the HTTP client they share."""
+    """Conversations of one kernel and the HTTP client they share.
+
+    Thread-safe where the panel needs it: replies may stream in several
+    conversations at once (a cell, a panel's worker thread), one per conversation.
+    """
 
     def __init__(self) -> None:
         self.conversations: dict[str, Conversation] = {"default": Conversation("default")}
@@ -39,36 +74,37 @@ class ChatSession:
         self._client: ChatClient | None = None
         self._client_key: tuple[Any, ...] | None = None
         self.last_reply: Reply | None = None
-        # Replies streaming now, by conversation (the panel streams from a worker thread
-        # while cells run other conversations), each with the event that stops it.
-        self._streams: dict[str, tuple[ChatStream, threading.Event]] = {}
+        self._running: dict[str, _Running] = {}  # by conversation name
         self._lock = threading.Lock()
-        self._local = threading.local()  # the running reply's stop event, per thread
+        self._local = threading.local()  # `row`: the record row of this thread's turn
+        self.recorder: Recorder | None = None
+        self.notice: Callable[[str], None] = print  # one-line notes after a turn
+
+    @property
+    def _row(self) -> int | None:
+        return getattr(self._local, "row", None)
+
+    @_row.setter
+    def _row(self, row: int | None) -> None:
+        self._local.row = row
 
     def stop(self, conversation: str | None = None) -> bool:
-        """Stop the reply streaming in `conversation` (any, when None); thread-safe.
+        """Stop the reply in `conversation` (every one when None), from any thread.
 
         For the panel's Stop button: the partial reply is kept as an interrupted
-        turn, as on a kernel interrupt. Returns False when nothing was streaming.
+        turn, as on a kernel interrupt. Returns False when nothing was running.
         """
         with self._lock:
-            running = [s for name, s in self._streams.items() if conversation in (None, name)]
-        for chat, stopped in running:
-            stopped.set()
-            chat.close()
+            running = [r for name, r in self._running.items() if conversation in (None, name)]
+        for exchange in running:
+            exchange.stop.set()
+            if exchange.chat is not None:
+                exchange.chat.close()
         return bool(running)
 
     def streaming(self, conversation: str | None = None) -> bool:
-        """Whether a reply is streaming in `conversation` (the active one by default)."""
-        return (conversation or self.active) in self._streams
-
-    def _retry_wait(self, delay: float) -> None:
-        """The client's sleep before a retry, cut short (as an interrupt) by `stop()`."""
-        stopped: threading.Event | None = getattr(self._local, "stopped", None)
-        if stopped is None:
-            time.sleep(delay)
-        elif stopped.wait(delay):
-            raise KeyboardInterrupt
+        """Whether a reply is on its way in `conversation` (the active one by default)."""
+        return (conversation or self.active) in self._running
 
     def conversation(self, name: str | None = None) -> Conversation:
         """The named conversation (created on first use); the active one by default."""
@@ -93,7 +129,6 @@ class ChatSession:
                 project=settings.project,
                 timeout=settings.timeout,
                 max_retries=settings.max_retries,
-                sleep=self._retry_wait,
             )
             self._client_key = settings.connection
             self._client.http  # noqa: B018 -- made here, under the lock: threads share it
@@ -140,7 +175,96 @@ class ChatSession:
         stream: bool = True,
         cell_id: str | None = None,
     ) -> Reply:
-        """Send one turn, show it in `view`, and add it to the conversation."""
+        """Send one turn, show it in `view`, add it to the conversation and record it.
+
+        With a `cell_id` that already made a turn, that turn and the later ones are
+        set aside first; they are dropped once the new reply is kept, and put back
+        if it fails, so a failure never changes the conversation.
+        """
+        conv = self.conversation(conversation)
+        with self._lock:
+            if conv.name in self._running:
+                raise OptionError(
+                    f"a reply is still streaming in conversation {conv.name!r}",
+                    hint="wait for it, or stop it (the panel's Stop button)",
+                )
+            self._running[conv.name] = _Running()
+        try:
+            return self._exchange(
+                prompt, settings, view, conv, model=model, params=params, stream=stream,
+                cell_id=cell_id,
+            )  # fmt: skip
+        finally:
+            with self._lock:
+                del self._running[conv.name]
+
+    def _exchange(
+        self,
+        prompt: str | Message,
+        settings: Settings,
+        view: View,
+        conv: Conversation,
+        **options: Any,
+    ) -> Reply:
+        cell_id = options["cell_id"]
+        removed = conv.rewind(cell_id)
+        size = len(conv.turns)
+        self._row = None
+        try:
+            reply = self._turn(prompt, settings, view, conversation=conv.name, **options)
+        except BaseException as error:
+            kept = len(conv.turns) > size
+            if not kept:
+                conv.turns.extend(removed)
+            self._finished(conv, kept, removed, error=error)
+            raise
+        self._finished(conv, True, removed, reply=reply)
+        return reply
+
+    def _record_start(
+        self,
+        conv: Conversation,
+        user: Message,
+        payload: dict[str, Any],
+        settings: Settings,
+        cell_id: str | None,
+    ) -> None:
+        """Record that a request is being sent (so even a killed kernel leaves a trace)."""
+        if self.recorder is not None:
+            self._row = self.recorder.start(conv, user, payload, settings, cell_id)
+
+    def _finished(
+        self,
+        conv: Conversation,
+        kept: bool,
+        removed: list[Turn],
+        *,
+        reply: Reply | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record how the exchange ended and say how many later turns a re-run dropped."""
+        row, self._row = self._row, None
+        if kept and row is not None:
+            conv.turns[-1] = replace(conv.turns[-1], record_id=row)
+        if self.recorder is not None:
+            self.recorder.finish(row, reply, error, kept)
+        if kept and len(removed) > 1:
+            later = len(removed) - 1
+            self.notice(f"re-ran an earlier turn: {later} later turn{'s' * (later != 1)} dropped")
+
+    def _turn(
+        self,
+        prompt: str | Message,
+        settings: Settings,
+        view: View,
+        *,
+        conversation: str | None = None,
+        model: str | None = None,
+        params: dict[str, Any] | None = None,
+        stream: bool = True,
+        cell_id: str | None = None,
+    ) -> Reply:
+        """One exchange as sent and shown; `run` adds re-run and recording around it."""
         if settings.needs_key and not settings.api_key:
             raise ConfigError(
                 "no API key set for the OpenAI API",
@@ -153,6 +277,7 @@ class ChatSession:
             user, settings, conversation=conv, model=model, params=params, stream=stream
         )
         client = self.client(settings)
+        self._record_start(conv, user, payload, settings, cell_id)
 
         def on_retry(reason: str, delay: float, attempt: int, attempts: int) -> None:
             view.status(f"{reason} — retrying in {delay:.1f} s, attempt {attempt} of {attempts}")
@@ -162,51 +287,62 @@ class ChatSession:
 
         footer = settings.show_usage
         if not stream:
-            reply = priced(client.complete(payload, on_retry=on_retry))
+            try:
+                reply = priced(client.complete(payload, on_retry=on_retry))
+            except (KeyboardInterrupt, NbChatError) as failed:
+                view.finish("")  # nothing to show; the retry status line goes
+                if isinstance(failed, KeyboardInterrupt):
+                    empty = Reply(text="", model=payload["model"], finish_reason="interrupted")
+                    raise Interrupted(
+                        "interrupted before any text arrived", partial=empty
+                    ) from None
+                raise
             view.finish(reply.text, reply if footer else None)
         else:
             chat = client.stream(payload, on_retry=on_retry)
-            stop = threading.Event()
-            with self._lock:
-                if conv.name in self._streams:
-                    raise OptionError(
-                        f"a reply is still streaming in conversation {conv.name!r}",
-                        hint="wait for it, or stop it (the panel's Stop button)",
-                    )
-                self._streams[conv.name] = (chat, stop)
-            self._local.stopped = stop
+            running = self._running[conv.name]
+            running.chat = chat
+            stop = running.stop
+            if stop.is_set():  # stopped while the request was being built
+                chat.close()
             try:
                 for delta in chat:
                     view.feed(delta)
                     if stop.is_set():
                         raise KeyboardInterrupt
-            except (KeyboardInterrupt, StreamError) as stopped:
-                if isinstance(stopped, StreamError) and not stop.is_set():
-                    error = stopped
-                    error.partial = priced(error.partial)
-                    view.finish(
-                        error.partial.text, error.partial if footer and error.partial.text else None
-                    )
-                    self.last_reply = error.partial
-                    raise
-
-                chat.close()
-                partial = priced(chat.build_reply("interrupted"))
-                view.finish(partial.text, partial if footer else None)
-                self.last_reply = partial
-                if partial.text:
-                    conv.add(user, partial, cell_id)
-                raise Interrupted(
-                    f"interrupted after {chat.chunks} chunks",
-                    partial=partial,
-                    hint="the partial reply was kept in the conversation" if partial.text else None,
-                ) from None
+                if stop.is_set():  # stopped before the first token
+                    raise KeyboardInterrupt
+            except (KeyboardInterrupt, NbChatError) as stopped:
+                if isinstance(stopped, KeyboardInterrupt) or stop.is_set():
+                    chat.close()
+                    partial = priced(chat.build_reply("interrupted"))
+                    view.finish(partial.text, partial if footer and partial.text else None)
+                    self.last_reply = partial
+                    if partial.text:
+                        conv.add(user, partial, cell_id)
+                    raise self._interrupted(chat, partial) from None
+                if isinstance(stopped, StreamError):
+                    stopped.partial = kept = priced(stopped.partial)
+                    view.finish(kept.text, kept if footer and kept.text else None)
+                    self.last_reply = kept
+                else:
+                    view.finish("")  # nothing to show; the retry status line goes
+                raise
             finally:
-                self._local.stopped = None
-                with self._lock:
-                    del self._streams[conv.name]
+                running.chat = None
             reply = priced(chat.reply)
             view.finish(reply.text, reply if footer else None)
         self.last_reply = reply
         conv.add(user, reply, cell_id)
         return reply
+
+    @staticmethod
+    def _interrupted(chat: ChatStream, partial: Reply) -> Interrupted:
+        if not partial.text:
+            return Interrupted("interrupted before any text arrived", partial=partial)
+        n = chat.tokens
+        return Interrupted(
+            f"interrupted after {n} token{'s' * (n != 1)}",
+            partial=partial,
+            hint="the partial reply was kept in the conversation (finish_reason='interrupted')",
+        )

@@ -43,6 +43,7 @@ class ChatPanel:
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self.view: TurnView | None = None  # the last reply's
+        self.name = "default"  # the conversation shown and continued here
         self.streaming: str | None = None  # the conversation a reply streams in
         self.stop_wanted = threading.Event()
         self._shown: list[Turn] = []  # the turns in the transcript, one box each
@@ -103,7 +104,7 @@ class ChatPanel:
 
     @property
     def conversation(self) -> Conversation:
-        return self.session.conversation()
+        return self.session.conversation(self.name)
 
     # -- actions -----------------------------------------------------------------
 
@@ -115,7 +116,7 @@ class ChatPanel:
         if self.streaming is not None:
             return self.say("a reply is still streaming: wait for it or press Stop", error=True)
         settings = self.magics.settings()
-        name = self.session.active
+        name = self.name
         temperature = round(float(self.temperature.value), 2)
         params = None if temperature == DEFAULT_TEMPERATURE else {"temperature": temperature}
         with self._lock:
@@ -144,13 +145,13 @@ class ChatPanel:
             self.session.stop(self.streaming)
 
     def new_conversation(self) -> str:
-        """Start an empty conversation (`chat-2`, `chat-3`, ...) and make it the active one."""
+        """Start an empty conversation (`chat-2`, `chat-3`, ...) and show it here."""
         number = 2
         while f"chat-{number}" in self.session.conversations:
             number += 1
         name = f"chat-{number}"
         self.session.conversation(name)
-        self.session.active = name
+        self.name = name
         self.refresh()
         return name
 
@@ -191,7 +192,7 @@ class ChatPanel:
         with self._lock:
             name, self.streaming = self.streaming, None
             turns = self.session.conversation(name).turns
-            if kept and self._pending is not None and name == self.session.active and turns:
+            if kept and self._pending is not None and name == self.name and turns:
                 self._shown.append(turns[-1])  # the streamed box already shows this turn
                 self._boxes.append(self._pending)
                 self._pending = None
@@ -233,7 +234,7 @@ class ChatPanel:
             self._syncing = True
             try:
                 self.conversations.options = list(self.session.conversations)
-                self.conversations.value = self.session.active
+                self.conversations.value = self.name
                 self.system.value = self.conversation.system_prompt or ""
             finally:
                 self._syncing = False
@@ -291,8 +292,8 @@ class ChatPanel:
         self.refresh()
 
     def _pick_conversation(self, change: Any) -> None:
-        if not self._syncing and change["new"] and change["new"] != self.session.active:
-            self.session.active = change["new"]
+        if not self._syncing and change["new"] and change["new"] != self.name:
+            self.name = change["new"]
             self.refresh()
 
     def _set_system(self, change: Any) -> None:

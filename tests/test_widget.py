@@ -218,21 +218,19 @@ def test_temperature_and_system_prompt_go_into_the_request(ip, server, open_pane
     assert panel.system.value == "Be terse."
 
 
-def test_new_conversation_and_the_picker_switch_the_shared_active_conversation(
-    ip, server, open_panel
-):
+def test_new_conversation_and_the_picker_switch_the_panel_s_conversation(ip, server, open_panel):
     session = ip.magics_manager.registry["ChatMagics"].session
     panel = open_panel()
     send(panel, "in the default conversation")
     panel.new.click()
-    assert session.active == "chat-2" and panel.conversations.value == "chat-2"
+    assert panel.name == "chat-2" and panel.conversations.value == "chat-2"
     assert list(panel.conversations.options) == ["default", "chat-2"]
     assert markdown_in(panel.transcript) == []
-    run(ip, "%%chat\nin chat-2 from a cell")  # the magic follows the panel's choice
+    run(ip, "%%chat -c chat-2\nin chat-2 from a cell")
     assert last_chat(server)["messages"] == [{"role": "user", "content": "in chat-2 from a cell"}]
     assert html_in(panel.transcript, "nbchat-you") == ["in chat-2 from a cell"]
     panel.conversations.value = "default"
-    assert session.active == "default"
+    assert panel.name == "default" and session.active == "default"  # cells' default unchanged
     assert html_in(panel.transcript, "nbchat-you") == ["in the default conversation"]
     assert "1 turn · " in panel.totals.value and "session: 2 turns" in panel.totals.value
 
@@ -319,7 +317,6 @@ def test_stop_cuts_a_retry_wait_short():
     session._client = ChatClient(
         base_url=settings.base_url,
         transport=httpx.MockTransport(rate_limited),
-        sleep=session._retry_wait,
     )
     session._client_key = settings.connection
     outcome = run_in_thread(session, settings, "gpt-4o-mini")
@@ -342,7 +339,6 @@ def serve_with(ip, handler) -> None:
         api_key=settings.api_key,
         max_retries=settings.max_retries,
         transport=httpx.MockTransport(handler),
-        sleep=session._retry_wait,
     )
     session._client_key = settings.connection
 
