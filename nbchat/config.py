@@ -69,16 +69,16 @@ class Settings:
     prices: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     @property
-    def connection(self) -> tuple[Any, ...]:
-        """What an HTTP client is built from; a change means a new client."""
-        return (
-            self.base_url,
-            self.api_key,
-            self.organization,
-            self.project,
-            self.timeout,
-            self.max_retries,
-        )
+    def connection(self) -> dict[str, Any]:
+        """The keyword arguments of the HTTP client; a change means a new client."""
+        return {
+            "base_url": self.base_url,
+            "api_key": self.api_key,
+            "organization": self.organization,
+            "project": self.project,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+        }
 
     @property
     def needs_key(self) -> bool:

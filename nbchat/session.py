@@ -22,7 +22,7 @@ from .errors import ConfigError, Interrupted, NbChatError, OptionError, StreamEr
 from .pricing import estimate_cost
 from .types import Message, Reply
 
-__all__ = ["ChatSession", "Recorder", "View"]
+__all__ = ["ChatSession", "Recorder", "TurnOptions", "View"]
 
 
 class View(Protocol):
@@ -53,6 +53,16 @@ class Recorder(Protocol):
     ) -> None: ...
 
 
+@dataclass(frozen=True)
+class TurnOptions:
+    """How one turn is sent: the per-cell choices on top of the settings."""
+
+    model: str | None = None
+    params: dict[str, Any] | None = None
+    stream: bool = True
+    cell_id: str | None = None
+
+
 @dataclass
 class _Running:
     """An exchange in progress in one conversation (the panel runs them in a thread)."""
@@ -72,7 +82,7 @@ class ChatSession:
         self.conversations: dict[str, Conversation] = {"default": Conversation("default")}
         self.active = "default"
         self._client: ChatClient | None = None
-        self._client_key: tuple[Any, ...] | None = None
+        self._client_key: dict[str, Any] | None = None
         self.last_reply: Reply | None = None
         self._running: dict[str, _Running] = {}  # by conversation name
         self._lock = threading.Lock()
@@ -122,14 +132,7 @@ class ChatSession:
         if self._client is None or self._client_key != settings.connection:
             if self._client is not None:
                 self._client.close()
-            self._client = ChatClient(
-                base_url=settings.base_url,
-                api_key=settings.api_key,
-                organization=settings.organization,
-                project=settings.project,
-                timeout=settings.timeout,
-                max_retries=settings.max_retries,
-            )
+            self._client = ChatClient(**settings.connection)
             self._client_key = settings.connection
             self._client.http  # noqa: B018 -- made here, under the lock: threads share it
         return self._client
@@ -190,10 +193,8 @@ class ChatSession:
                 )
             self._running[conv.name] = _Running()
         try:
-            return self._exchange(
-                prompt, settings, view, conv, model=model, params=params, stream=stream,
-                cell_id=cell_id,
-            )  # fmt: skip
+            options = TurnOptions(model=model, params=params, stream=stream, cell_id=cell_id)
+            return self._exchange(prompt, settings, view, conv, options)
         finally:
             with self._lock:
                 del self._running[conv.name]
@@ -204,14 +205,13 @@ class ChatSession:
         settings: Settings,
         view: View,
         conv: Conversation,
-        **options: Any,
+        options: TurnOptions,
     ) -> Reply:
-        cell_id = options["cell_id"]
-        removed = conv.rewind(cell_id)
+        removed = conv.rewind(options.cell_id)
         size = len(conv.turns)
         self._row = None
         try:
-            reply = self._turn(prompt, settings, view, conversation=conv.name, **options)
+            reply = self._turn(prompt, settings, view, conv, options)
         except BaseException as error:
             kept = len(conv.turns) > size
             if not kept:
@@ -257,12 +257,8 @@ class ChatSession:
         prompt: str | Message,
         settings: Settings,
         view: View,
-        *,
-        conversation: str | None = None,
-        model: str | None = None,
-        params: dict[str, Any] | None = None,
-        stream: bool = True,
-        cell_id: str | None = None,
+        conv: Conversation,
+        options: TurnOptions,
     ) -> Reply:
         """One exchange as sent and shown; `run` adds re-run and recording around it."""
         if settings.needs_key and not settings.api_key:
@@ -271,12 +267,17 @@ class ChatSession:
                 hint="set the OPENAI_API_KEY environment variable, c.ChatMagics.api_key in "
                 "ipython_config.py, or run %chat login; for a local server set ChatMagics.base_url",
             )
-        conv = self.conversation(conversation)
         user = prompt if isinstance(prompt, Message) else Message("user", prompt)
         payload = self.build_payload(
-            user, settings, conversation=conv, model=model, params=params, stream=stream
+            user,
+            settings,
+            conversation=conv,
+            model=options.model,
+            params=options.params,
+            stream=options.stream,
         )
         client = self.client(settings)
+        cell_id = options.cell_id
         self._record_start(conv, user, payload, settings, cell_id)
 
         def on_retry(reason: str, delay: float, attempt: int, attempts: int) -> None:
@@ -286,7 +287,7 @@ class ChatSession:
             return reply.with_(cost=estimate_cost(reply.model, reply.usage, settings.prices))
 
         footer = settings.show_usage
-        if not stream:
+        if not options.stream:
             try:
                 reply = priced(client.complete(payload, on_retry=on_retry))
             except (KeyboardInterrupt, NbChatError) as failed:
