@@ -15,6 +15,7 @@ from traitlets import CaselessStrEnum, default
 
 from .config import ChatSettings
 from .errors import NbChatError, OptionError
+from .multimagics import MultiModelCommands
 
 if TYPE_CHECKING:
     from .session import ChatSession
@@ -26,13 +27,16 @@ LINE_HELP = """\
 %chat QUESTION                           a one-line question in the same conversation
 %chat reset                              forget the conversation (the system prompt stays)
 %chat history                            show the conversation so far
+%%chat -m A,B (or --compare A,B)         several models at once, side by side
+%chat pick N                             reply N of the last comparison continues the chat
+%chat map ITEMS TEMPLATE [concurrency=8] one request per item of a list, dict, DataFrame
 %chat help                               this help; %%chat? lists every flag
 %config ChatMagics                       every setting (the key is shown masked)
 """
 
 
 @magics_class
-class ChatMagics(Magics, ChatSettings):
+class ChatMagics(Magics, ChatSettings, MultiModelCommands):
     """Talk to an OpenAI-compatible chat model from a notebook."""
 
     display_mode = CaselessStrEnum(
@@ -77,6 +81,7 @@ class ChatMagics(Magics, ChatSettings):
         "-s", "--system", help="set the conversation's system prompt (a string, or a variable name)"
     )
     @argument("-o", "--out", metavar="NAME", help="store the reply object in this variable")
+    @argument("--compare", metavar="MODELS", help="models side by side, e.g. gpt-4o,llama3")
     @argument("words", nargs="*", help="%%chat COMMAND or a one-line question")
     @line_cell_magic
     def chat(self, line: str = "", cell: str | None = None) -> Any:
@@ -108,6 +113,9 @@ class ChatMagics(Magics, ChatSettings):
         if args.system:
             conv.system_prompt = self._resolve_text(args.system)
         settings = self.settings()
+        models = self._compare_models(args)  # several models: nbchat.multimagics
+        if models:
+            return self._compare(prompt, models, args, settings)
         view = LiveMarkdown(interval=settings.update_interval, live=self._live())
         try:
             reply = session.run(prompt, settings, view, model=args.model)
@@ -132,6 +140,7 @@ class ChatMagics(Magics, ChatSettings):
         Commands are methods named `_cmd_<name>(rest)`; feature mixins add their own.
         """
         words: list[str] = args.words
+        self._line_args = args  # flags of the line, for commands that take them (%chat map)
         if not words:
             return self._cmd_help([])
         command = getattr(self, f"_cmd_{words[0]}", None)
