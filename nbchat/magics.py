@@ -27,9 +27,6 @@ LINE_HELP = """\
 %chat QUESTION                           a one-line question in the same conversation
 %chat reset                              forget the conversation (the system prompt stays)
 %chat history                            show the conversation so far
-%%chat -m A,B (or --compare A,B)         several models at once, side by side
-%chat pick N                             reply N of the last comparison continues the chat
-%chat map ITEMS TEMPLATE [concurrency=8] one request per item of a list, dict, DataFrame
 %chat help                               this help; %%chat? lists every flag
 %config ChatMagics                       every setting (the key is shown masked)
 """
