@@ -202,6 +202,7 @@ def run_compare(
     turns_before = len(conv)
     user = prompt if isinstance(prompt, Message) else Message("user", prompt)
     client = session.client(settings)
+    _ = client.http  # create the shared httpx.Client here, not raced for by the threads
     events: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
 

@@ -131,7 +131,7 @@ def route(handler: Any, mock: Any, path: str, raw: bytes, headers: dict[str, str
         if batch is None:
             return _json(handler, 404, _error(f"No batch found with id '{match[1]}'."))
         _advance(mock, ex, batch)
-        return _json(handler, 200, batch.obj)
+        return _json(handler, 200, _shown(batch.obj))
     return False
 
 
@@ -225,7 +225,12 @@ def _create(handler: Any, ex: MockExtras, raw: bytes, headers: dict[str, str]) -
         "metadata": req.get("metadata"),
     }  # fmt: skip
     ex.batches[obj["id"]] = _Batch(obj, lines, problems, headers.get("authorization"))
-    return _json(handler, 200, obj)
+    return _json(handler, 200, _shown(obj))
+
+
+def _shown(obj: dict[str, Any]) -> dict[str, Any]:
+    """The Batch as the OpenAPI schema allows it: fields not set yet are left out, not null."""
+    return {k: v for k, v in obj.items() if v is not None}
 
 
 def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
