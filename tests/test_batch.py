@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +24,7 @@ from nbchat.mockserver import MockServer, mock_reply
 from nbchat.pool import Limiter, run_requests
 from nbchat.results import BatchInterrupted, BatchResults
 
-from .conftest import run
+from .conftest import ENV, TEST_KEY, run
 
 
 def expected(prompt: str, model: str = "gpt-4o-mini") -> str:
@@ -237,3 +239,23 @@ def test_a_429_pauses_the_whole_pool_for_its_retry_after():
     paused = limiter.paused_until - 0.2  # when the 429 came back and the pool stopped
     assert sent[9] < paused
     assert not [t for t in sent if paused < t < limiter.paused_until - 0.005]  # nobody sent
+
+
+def test_map_in_a_plain_script_needs_no_ipython(server, mock):
+    code = (
+        "import sys, nbchat\n"
+        "assert 'nbchat.batch' not in sys.modules  # nothing heavy at import\n"
+        "r = nbchat.map('Hi {}', ['a', 'b'], model='gpt-4.1-mini')\n"
+        "print(r.texts)\n"
+        "print('IPython' in sys.modules, 'ipywidgets' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ENV}
+    env.update(OPENAI_BASE_URL=server.url, OPENAI_API_KEY=TEST_KEY)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    *_, texts, imported = done.stdout.splitlines()
+    assert texts == repr([expected("Hi a", "gpt-4.1-mini"), expected("Hi b", "gpt-4.1-mini")])
+    assert imported == "False False"
+    assert "gpt-4.1-mini: 2/2 done" in done.stdout

@@ -210,3 +210,19 @@ def test_close_fences_keeps_a_cut_code_block_inside_its_column():
     assert close_fences("text\n```python\nx = 1") == "text\n```python\nx = 1\n```\n"
     assert close_fences("```\nx\n```\n") == "```\nx\n```\n"
     assert close_fences("~~~~\n```\n") == "~~~~\n```\n~~~~\n"
+
+
+def test_compare_from_python_shares_the_magics_conversation(ip, server):
+    import nbchat
+
+    run(ip, "%%chat\nfirst")
+    with capture_output() as captured:
+        cmp = nbchat.compare("second", ["gpt-4o-mini", "gpt-4.1-mini"])
+    history = server.requests[-1].body["messages"][:2]  # both models saw the conversation
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    second = [*history, {"role": "user", "content": "second"}]
+    assert [r.text for r in cmp] == [mock_reply(second, m) for m in ("gpt-4o-mini", "gpt-4.1-mini")]
+    assert markdown_outputs(captured) == [markdown_table(cmp)]
+    cmp.pick(1)
+    run(ip, "%%chat\nthird")
+    assert server.requests[-1].body["messages"][3] == {"role": "assistant", "content": cmp[0].text}
