@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, overload
+from typing import Any, Protocol
 
 from .client import ChatStream
 from .config import Settings
 from .conversation import Conversation
 from .errors import ConfigError, NbChatError, OptionError
 from .pricing import estimate_cost
+from .results import Results
 from .session import ChatSession
 from .types import Message, Reply
 
@@ -73,7 +74,7 @@ class CompareError(NbChatError):
         self.comparison = comparison
 
 
-class Comparison(Sequence[CompareResult]):
+class Comparison(Results[CompareResult]):
     """The results of one comparison, in the order the models were given.
 
     `comparison[0]` is the first model's result; `pick(1)` adds the first
@@ -88,25 +89,12 @@ class Comparison(Sequence[CompareResult]):
         turns_before: int,
         cell_id: str | None = None,
     ) -> None:
+        super().__init__(results)
         self.prompt = prompt
-        self.results = results
         self.picked: int | None = None
         self._conversation = conversation
         self._turns_before = turns_before
         self._cell_id = cell_id
-
-    @overload
-    def __getitem__(self, index: int) -> CompareResult: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[CompareResult]: ...
-    def __getitem__(self, index: int | slice) -> CompareResult | Sequence[CompareResult]:
-        return self.results[index]
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __iter__(self) -> Iterator[CompareResult]:
-        return iter(self.results)
 
     def __repr__(self) -> str:
         states = ", ".join(

@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from .errors import NbChatError, OptionError
 from .types import Reply
@@ -24,8 +24,11 @@ __all__ = [
     "BatchResults",
     "MemoryCache",
     "ResultCache",
+    "Results",
     "request_key",
 ]
+
+T = TypeVar("T")
 
 #: Columns added to a DataFrame (after an optional prefix).
 COLUMNS = ("reply", "error", "latency", "prompt_tokens", "completion_tokens", "cost", "cached")
@@ -112,24 +115,28 @@ class BatchResult:
         }
 
 
-class BatchResults(Sequence[BatchResult]):
-    """Results in input order: `.texts`, `.errors`, totals, `.to_pandas()`."""
+class Results(Sequence[T]):
+    """A read-only list of results (kept in `.results`): indexing, len, iteration."""
 
-    def __init__(self, results: list[BatchResult]) -> None:
+    def __init__(self, results: list[T]) -> None:
         self.results = results
 
     @overload
-    def __getitem__(self, index: int) -> BatchResult: ...
+    def __getitem__(self, index: int) -> T: ...
     @overload
-    def __getitem__(self, index: slice) -> Sequence[BatchResult]: ...
-    def __getitem__(self, index: int | slice) -> BatchResult | Sequence[BatchResult]:
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
         return self.results[index]
 
     def __len__(self) -> int:
         return len(self.results)
 
-    def __iter__(self) -> Iterator[BatchResult]:
+    def __iter__(self) -> Iterator[T]:
         return iter(self.results)
+
+
+class BatchResults(Results[BatchResult]):
+    """Results in input order: `.texts`, `.errors`, totals, `.to_pandas()`."""
 
     @property
     def texts(self) -> list[str | None]:
