@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ColumnsView", "markdown_table", "plain_sections"]
 
+# Notebook CSS centres and right-aligns table cells; a reply reads from the top left.
+_TOP = 'valign="top" style="vertical-align:top;text-align:left"'
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 
 
@@ -78,13 +80,11 @@ def markdown_table(comparison: Comparison, *, footers: bool = True) -> str:
         body = close_fences(result.text).strip() if result.text else ""
         if result.error is not None:
             body += f"\n\n**error:** {html.escape(result.error.message)}"
-        pieces += [f'<td valign="top" width="{width}">', body.strip(), "</td>"]
+        pieces += [f'<td {_TOP} width="{width}">', body.strip(), "</td>"]
     pieces.append("</tr>")
     if footers:
         pieces.append("<tr>")
-        pieces += [
-            f'<td valign="top"><sub>{html.escape(_footer(r))}</sub></td>' for r in comparison
-        ]
+        pieces += [f"<td {_TOP}><sub>{html.escape(_footer(r))}</sub></td>" for r in comparison]
         pieces.append("</tr>")
     pieces.append("</table>")
     return "\n\n".join(p for p in pieces if p) + "\n"
