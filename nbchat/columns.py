@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -192,11 +193,14 @@ class ColumnsView:
 
     def close(self, comparison: Comparison) -> None:
         """Replace the live columns by the static form; add Pick buttons in live notebooks."""
+        text = plain_sections(comparison, footers=self.footers)
+        if "IPython" not in sys.modules:  # a plain script: no display system, just text
+            print(text)
+            return
         from IPython.display import clear_output, display
 
         if self.live:
             clear_output(wait=True)
-        text = plain_sections(comparison, footers=self.footers)
         markdown = markdown_table(comparison, footers=self.footers)
         display({"text/markdown": markdown, "text/plain": text}, raw=True)
         if self.buttons and any(r.reply is not None and r.reply.text for r in comparison):

@@ -157,7 +157,9 @@ def require_key(settings: Settings) -> None:
         )
 
 
-def _stream_into(index: int, stream: ChatStream, events: queue.Queue[Any], stop: Any) -> None:
+def _stream_into(
+    index: int, stream: ChatStream, events: queue.Queue[Any], stop: threading.Event
+) -> None:
     """Worker thread: put each delta, then the finished reply or the error, on `events`."""
     try:
         for delta in stream:

@@ -15,6 +15,7 @@ kernel interrupts (see `run_in_thread`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -194,7 +195,8 @@ def run_in_thread(
         started.wait()
         loop, task = state.get("loop"), state.get("task")
         if loop is not None and task is not None:
-            loop.call_soon_threadsafe(task.cancel)
+            with contextlib.suppress(RuntimeError):  # unless the loop just finished by itself
+                loop.call_soon_threadsafe(task.cancel)
         thread.join()
         raise
     if "error" in state:

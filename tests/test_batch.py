@@ -241,10 +241,11 @@ def test_a_429_pauses_the_whole_pool_for_its_retry_after():
     assert not [t for t in sent if paused < t < limiter.paused_until - 0.005]  # nobody sent
 
 
-def test_map_in_a_plain_script_needs_no_ipython(server, mock):
+def test_map_and_compare_in_a_plain_script_need_no_ipython(server, mock):
     code = (
         "import sys, nbchat\n"
         "assert 'nbchat.batch' not in sys.modules  # nothing heavy at import\n"
+        "nbchat.compare('Hi', 'gpt-4o-mini,gpt-4.1-mini')\n"
         "r = nbchat.map('Hi {}', ['a', 'b'], model='gpt-4.1-mini')\n"
         "print(r.texts)\n"
         "print('IPython' in sys.modules, 'ipywidgets' in sys.modules)\n"
@@ -259,3 +260,4 @@ def test_map_in_a_plain_script_needs_no_ipython(server, mock):
     assert texts == repr([expected("Hi a", "gpt-4.1-mini"), expected("Hi b", "gpt-4.1-mini")])
     assert imported == "False False"
     assert "gpt-4.1-mini: 2/2 done" in done.stdout
+    assert done.stdout.startswith(f"[1] gpt-4o-mini\n{expected('Hi')}")  # compare, as text
