@@ -8,13 +8,19 @@ makes every notebook run offline and deterministic.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import Any
 
 _server: Any = None
+_record_dir: str | None = None
 
 
 def pytest_configure(config: Any) -> None:
-    global _server
+    global _server, _record_dir
+    # No test and no kernel a test starts may write the user's own exchange record.
+    _record_dir = tempfile.mkdtemp(prefix="nbchat-test-")
+    os.environ["NBCHAT_HISTORY_PATH"] = os.path.join(_record_dir, "history.sqlite")
     if not getattr(config.option, "nbval", False):
         return
     from nbchat.mockserver import MockServer
@@ -30,5 +36,7 @@ def pytest_configure(config: Any) -> None:
 
 
 def pytest_unconfigure(config: Any) -> None:
+    if _record_dir is not None:
+        shutil.rmtree(_record_dir, ignore_errors=True)
     if _server is not None:
         _server.stop()

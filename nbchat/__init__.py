@@ -39,8 +39,10 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Remove the magics and close the HTTP client; the conversation is discarded."""
-    from .magics import ChatMagics
+    from .magics import ChatMagics, keep_questions
 
+    if keep_questions in getattr(ipython, "input_transformers_cleanup", ()):
+        ipython.input_transformers_cleanup.remove(keep_questions)
     for configurable in [c for c in ipython.configurables if isinstance(c, ChatMagics)]:
         ipython.configurables.remove(configurable)
         if configurable._session is not None:

@@ -1,4 +1,4 @@
-"""Command line: `python -m nbchat demo` and `python -m nbchat mockserver`."""
+"""Command line: `python -m nbchat demo | autoload on|off|status | mockserver`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the quickstart notebook and write an HTML copy")
     demo.add_argument("--out", default="demo-output", help="folder for the executed notebook")
     demo.add_argument("--notebook", default="quickstart.ipynb", help="which notebook to run")
+    autoload = commands.add_parser("autoload", help="load nbchat in every IPython kernel (opt-in)")
+    autoload.add_argument("action", choices=["on", "off", "status"])
+    autoload.add_argument("--profile", default="default", help="IPython profile (default: default)")
     commands.add_parser(
         "mockserver", help="run the local OpenAI-compatible mock server", add_help=False
     )
@@ -20,9 +23,28 @@ def main(argv: list[str] | None = None) -> int:
         from .mockserver import main as serve
 
         return serve(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "autoload":
+        return _autoload(args.action, args.profile)
     from .demo import run_demo
 
     run_demo(args.out, args.notebook)
+    return 0
+
+
+def _autoload(action: str, profile: str) -> int:
+    from . import autoload
+
+    path = autoload.startup_file(profile)
+    if action == "on":
+        autoload.enable(profile)
+        print(f"nbchat now loads in every kernel of profile {profile!r} ({path})")
+    elif action == "off":
+        removed = autoload.disable(profile)
+        print(f"nbchat auto-loading {'turned off' if removed else 'was not on'} ({path})")
+    else:
+        print(f"nbchat auto-loading is {'on' if autoload.status(profile) else 'off'} ({path})")
     return 0
 
 

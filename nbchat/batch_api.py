@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .client import RETRY_STATUSES, ChatClient, parse_completion, retry_delay, server_text
+from .client import ChatClient, parse_completion
 from .errors import NbChatError, NotFoundError
+from .failures import RETRY_STATUSES, retry_delay, server_text
 from .progress import Tally
 
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ picks a reply: `Comparison.pick(n)` (or `%chat pick n`, or a Pick button).
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Sequence
@@ -87,14 +88,14 @@ class Comparison(Results[CompareResult]):
         results: list[CompareResult],
         conversation: Conversation,
         turns_before: int,
-        cell_id: str | None = None,
+        system: str | None = None,
     ) -> None:
         super().__init__(results)
         self.prompt = prompt
         self.picked: int | None = None
         self._conversation = conversation
         self._turns_before = turns_before
-        self._cell_id = cell_id
+        self._system = system
 
     def __repr__(self) -> str:
         states = ", ".join(
@@ -126,7 +127,9 @@ class Comparison(Results[CompareResult]):
                 "the conversation changed since this comparison",
                 hint="a reply can only be picked right after its comparison",
             )
-        self._conversation.add(self.prompt, result.reply, self._cell_id)
+        if self._system is not None:
+            self._conversation.system_prompt = self._system
+        self._conversation.add(self.prompt, result.reply)
         self.picked = number
         return result.reply
 
@@ -182,13 +185,18 @@ def run_compare(
     *,
     conversation: str | None = None,
     params: dict[str, Any] | None = None,
-    cell_id: str | None = None,
+    system: str | None = None,
 ) -> Comparison:
-    """Stream `prompt` (after the conversation so far) to every model concurrently."""
+    """Stream `prompt` (after the conversation so far) to every model concurrently.
+
+    `system` replaces the conversation's system prompt for this request, and
+    for the conversation only if a reply is picked.
+    """
     if len(models) < 1:
         raise OptionError("no models to compare", hint="e.g. %%chat -m gpt-4o-mini,gpt-4.1-mini")
     require_key(settings)
     conv = session.conversation(conversation)
+    sent = conv if system is None else dataclasses.replace(conv, system_prompt=system)
     turns_before = len(conv)
     user = prompt if isinstance(prompt, Message) else Message("user", prompt)
     client = session.client(settings)
@@ -205,7 +213,7 @@ def run_compare(
 
     streams = [
         client.stream(
-            session.build_payload(user, settings, conversation=conv, model=m, params=params),
+            session.build_payload(user, settings, conversation=sent, model=m, params=params),
             on_retry=notice(i),
         )
         for i, m in enumerate(models)
@@ -257,7 +265,7 @@ def run_compare(
                 results[index] = result
                 view.finish(index, result)
     done = [r for r in results if r is not None]
-    comparison = Comparison(user, done, conv, turns_before, cell_id)
+    comparison = Comparison(user, done, conv, turns_before, system)
     view.close(comparison)
     if interrupted:
         raise CompareError(

@@ -22,6 +22,7 @@ class Turn:
     user: Message
     reply: Reply
     cell_id: str | None = None
+    record_id: int | None = None  # its row in the exchange record, when recorded
 
     @property
     def assistant(self) -> Message:
@@ -56,6 +57,21 @@ class Conversation:
         turn = Turn(user, reply, cell_id)
         self.turns.append(turn)
         return turn
+
+    def rewind(self, cell_id: str | None) -> list[Turn]:
+        """Remove the turn made by cell `cell_id` and every later one; returns them.
+
+        Re-running a cell replaces its turn. Nothing is removed without a cell id
+        or when the cell made no turn yet.
+        """
+        index = next(
+            (i for i, t in enumerate(self.turns) if cell_id and t.cell_id == cell_id), None
+        )
+        if index is None:
+            return []
+        removed = self.turns[index:]
+        del self.turns[index:]
+        return removed
 
     def reset(self) -> int:
         """Forget every turn (the system prompt stays); returns how many were dropped."""

@@ -7,15 +7,22 @@ The traits (settings) come from `ChatSettings`; the work of a turn is done by
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from typing import TYPE_CHECKING, Any
 
-from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import CaselessStrEnum, default
 
+from .commands import ConversationCommands
 from .config import ChatSettings
 from .errors import NbChatError, OptionError
+from .login import LoginCommand
+from .memory_commands import MemoryCommands
 from .multimagics import MultiModelCommands
+from .params import RequestDefaults
 
 if TYPE_CHECKING:
     from .session import ChatSession
@@ -23,17 +30,65 @@ if TYPE_CHECKING:
 __all__ = ["ChatMagics"]
 
 LINE_HELP = """\
-%%chat [-m MODEL] [-s SYSTEM] [-o NAME]   the cell body is your message; the reply streams below
-%chat QUESTION                           a one-line question in the same conversation
-%chat reset                              forget the conversation (the system prompt stays)
-%chat history                            show the conversation so far
-%chat help                               this help; %%chat? lists every flag
-%config ChatMagics                       every setting (the key is shown masked)
+%%chat [flags]                 the cell body is your message; the reply streams below
+%chat QUESTION                 a one-line question (sent as written; flags first if any)
+%chat list                     the conversations, with turns, tokens and cost
+%chat reset [NAME]             forget a conversation (default: 'default'; its system prompt stays)
+%chat history [NAME]           show a conversation so far
+%chat models                   the models the server offers (GET /models)
+%chat resume                   after a kernel restart: restore the notebook's conversations
+%chat log [N]                  the notebook's last N exchanges from the record
+%chat export PATH [NAME]       write a conversation to PATH.md or PATH.json
+%chat usage                    tokens and estimated cost: this kernel, this notebook
+%chat login                    enter the API key (hidden; kept in memory only)
+%chat help                     this help; %%chat? lists every flag
+%config ChatMagics             every setting (the key is shown masked)
 """
+
+_QUESTION = re.compile(r"^(\s*)%chat\s+(.*\w.*\?)\s*$")
+
+
+def keep_questions(lines: list[str]) -> list[str]:
+    """Let `%chat What is a closure?` ask its question.
+
+    IPython reads any line ending in `name?` as a help request for `name`
+    (here: `closure`), before a magic sees it. This input transformer turns
+    such `%chat` lines into the call IPython would otherwise make.
+    """
+    first = next((line for line in lines if line.strip()), "")
+    if first.lstrip().startswith("%%"):  # a cell magic's body is not code: leave it alone
+        return lines
+    out = []
+    for line in lines:
+        match = _QUESTION.match(line)
+        if match:
+            indent, question = match.groups()
+            line = f"{indent}get_ipython().run_line_magic('chat', {question!r})\n"
+        out.append(line)
+    return out
+
+
+def _switch(flag: str, value: bool, help: str) -> Any:
+    """`--x` / `--no-x`: both set `x` (True/False); left at None when neither is given."""
+    return argument(
+        flag,
+        dest=flag.removeprefix("--no-").removeprefix("--"),
+        action="store_const",
+        const=value,
+        help=help,
+    )
 
 
 @magics_class
-class ChatMagics(Magics, ChatSettings, MultiModelCommands):
+class ChatMagics(
+    Magics,
+    ChatSettings,
+    RequestDefaults,
+    ConversationCommands,
+    MemoryCommands,
+    LoginCommand,
+    MultiModelCommands,
+):
     """Talk to an OpenAI-compatible chat model from a notebook."""
 
     display_mode = CaselessStrEnum(
@@ -52,6 +107,9 @@ class ChatMagics(Magics, ChatSettings, MultiModelCommands):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._session: ChatSession | None = None
+        cleanup = getattr(shell, "input_transformers_cleanup", None)
+        if cleanup is not None and keep_questions not in cleanup:
+            cleanup.append(keep_questions)
 
     @property
     def session(self) -> ChatSession:
@@ -59,6 +117,7 @@ class ChatMagics(Magics, ChatSettings, MultiModelCommands):
             from .session import ChatSession
 
             self._session = ChatSession()
+            self._session.recorder = self._make_recorder()
         return self._session
 
     @property
@@ -77,9 +136,59 @@ class ChatMagics(Magics, ChatSettings, MultiModelCommands):
     @argument(
         "-s", "--system", help="set the conversation's system prompt (a string, or a variable name)"
     )
-    @argument("-o", "--out", metavar="NAME", help="store the reply object in this variable")
+    @argument(
+        "-c",
+        "--conversation",
+        metavar="NAME",
+        help="the named conversation to continue (default: default)",
+    )
+    @argument(
+        "-o",
+        "--out",
+        metavar="NAME",
+        help="store the reply object (with --dry-run: the request body) here",
+    )
+    @argument("-t", "--temperature", metavar="T", help="sampling temperature, 0 to 2")
+    @argument("--top-p", metavar="P", help="nucleus sampling, 0 to 1")
+    @argument("--frequency-penalty", metavar="X", help="frequency penalty, -2 to 2")
+    @argument("--presence-penalty", metavar="X", help="presence penalty, -2 to 2")
+    @argument(
+        "--max-tokens", metavar="N", help="reply length limit (sent as max_completion_tokens)"
+    )
+    @argument("--seed", metavar="N", help="integer seed for best-effort determinism")
+    @argument(
+        "--stop", action="append", metavar="TEXT", help=r"stop sequence, up to 4 (\n for newline)"
+    )
+    @_switch("--store", True, help="ask OpenAI to store the completion")
+    @_switch("--no-store", False, help="ask OpenAI not to store it")
+    @argument("--user", metavar="ID", help="end-user identifier")
+    @_switch("--stream", True, help="stream the reply (the default)")
+    @_switch("--no-stream", False, help="one request; the reply is shown when complete")
+    @argument("--params", metavar="JSON", help="extra request fields: a JSON object or a dict name")
+    @argument("--json", action="store_true", help="ask for a JSON object; show it as JSON")
+    @argument("--schema", metavar="NAME", help="JSON Schema dict or pydantic model class to fill")
+    @argument(
+        "--image",
+        action="append",
+        metavar="X",
+        help="path, http(s) URL, or a numpy array / PIL image / figure variable",
+    )
+    @argument(
+        "--audio",
+        action="append",
+        metavar="X",
+        help="wav or mp3 file, bytes, or an IPython Audio variable",
+    )
+    @argument(
+        "-i",
+        "--interpolate",
+        action="store_true",
+        help="expand {name} and {expression} from the namespace",
+    )
+    @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
     @argument("--compare", metavar="MODELS", help="models side by side, e.g. gpt-4o,llama3")
     @argument("words", nargs="*", help="%%chat COMMAND or a one-line question")
+    @no_var_expand
     @line_cell_magic
     def chat(self, line: str = "", cell: str | None = None) -> Any:
         """Send the cell to the chat model and stream the reply as Markdown.
@@ -87,11 +196,17 @@ class ChatMagics(Magics, ChatSettings, MultiModelCommands):
         The reply ends with a usage footer: tokens, time to first token,
         latency, tokens per second and an estimated cost. Later cells continue
         the conversation; `%chat reset` starts over. `%chat help` lists the
-        line commands.
+        line commands. The cell body is sent exactly as written; with -i,
+        `{name}` and `{expression}` are evaluated in the notebook's namespace
+        (`{{` and `}}` stay literal braces). Every flag's value is checked
+        before anything is sent; defaults can be set as ChatMagics traits
+        (`%config ChatMagics`).
         """
-        args = parse_argstring(self.chat, line)
+        if cell is None and not line.lstrip().startswith("-"):
+            return self._line_command(line)
+        args = self._parse(line)
         if cell is None:
-            return self._line_command(args)
+            return self._line_command(" ".join(args.words), args)
         if args.words:
             raise OptionError(
                 f"unexpected words after %%chat: {' '.join(args.words)!r}",
@@ -99,81 +214,95 @@ class ChatMagics(Magics, ChatSettings, MultiModelCommands):
             )
         return self._send(cell, args)
 
+    def _parse(self, line: str) -> Any:
+        """The flags of `line`, split as a shell would (quotes removed); OptionError if bad."""
+        try:
+            return self.chat.parser.parse_args(shlex.split(line))
+        except ValueError as exc:  # shlex: an unbalanced quote
+            raise OptionError(f"cannot read the flags: {exc}", hint="check the quotes") from None
+        except UsageError as exc:
+            raise OptionError(str(exc).strip(), hint=self._suggest(str(exc))) from None
+
+    def _suggest(self, message: str) -> str:
+        """'did you mean --temperature?' for a misspelt flag, else where flags are listed."""
+        import difflib
+
+        known = re.findall(r"--[\w-]+", self.chat.parser.format_help())
+        for word in re.findall(r"--[\w-]+", message):
+            close = difflib.get_close_matches(word, known, n=1, cutoff=0.75)
+            if close and word not in known:
+                return f"did you mean {close[0]}? (%%chat? lists every flag)"
+        return "%%chat? lists every flag"
+
     def _send(self, prompt: str, args: Any) -> None:
         from .render import LiveMarkdown
+        from .request import cell_request, preview
 
         prompt = prompt.rstrip("\n")  # IPython adds the cell's last newline
         if not prompt.strip():
             raise OptionError("the message is empty", hint="write your message in the cell body")
+        request = cell_request(args, prompt, self._user_ns, self.request_defaults(), self.stream)
         session = self.session
-        conv = session.conversation()
-        if args.system:
-            conv.system_prompt = self._resolve_text(args.system)
         settings = self.settings()
+        if args.dry_run:
+            text, body = preview(session, settings, request)
+            print(text)
+            if args.out:
+                self._user_ns[args.out] = body
+            return
         models = self._compare_models(args)  # several models: nbchat.multimagics
         if models:
-            return self._compare(prompt, models, args, settings)
-        view = LiveMarkdown(interval=settings.update_interval, live=self._live())
+            return self._compare(request, models, args, settings)
+        view: Any = LiveMarkdown(interval=settings.update_interval, live=self._live())
+        if request.json is not None:
+            from .structured import JsonView
+
+            view = JsonView(view, settings.update_interval)
+        conv = session.conversation(request.conversation)
+        turns, system = len(conv), conv.system_prompt
+        if request.system is not None:
+            conv.system_prompt = request.system
         try:
-            reply = session.run(prompt, settings, view, model=args.model)
+            reply = session.run(
+                request.message,
+                settings,
+                view,
+                conversation=request.conversation,
+                model=request.model,
+                params=request.params,
+                stream=request.stream,
+                cell_id=self._cell_id(),
+            )
         except NbChatError as error:
+            if len(conv) == turns:  # nothing was added: leave the system prompt as it was
+                conv.system_prompt = system
             partial = getattr(error, "partial", None)
             if args.out and partial is not None:
                 self._user_ns[args.out] = partial
             raise
         if args.out:
             self._user_ns[args.out] = reply
-
-    def _resolve_text(self, value: str) -> str:
-        """A variable's value when `value` names a string in the namespace, else itself."""
-        found = self._user_ns.get(value) if value.isidentifier() else None
-        return found if isinstance(found, str) else value
+        if request.json is not None:
+            reply = reply.with_(parsed=request.json.parse(reply))
+            if args.out:
+                self._user_ns[args.out] = reply
 
     # -- %chat commands ---------------------------------------------------------------
 
-    def _line_command(self, args: Any) -> Any:
-        """`%chat WORD ...` runs the command `_cmd_WORD` if there is one, else asks WORD ...
+    def _line_command(self, line: str, args: Any = None) -> Any:
+        """`%chat WORD ...` runs the command `_cmd_WORD` if there is one, else asks the line.
 
         Commands are methods named `_cmd_<name>(rest)`; feature mixins add their own.
+        A question without flags is sent exactly as typed (quotes, `$`, braces).
         """
-        words: list[str] = args.words
-        self._line_args = args  # flags of the line, for commands that take them (%chat map)
+        words = line.split()
+        self._line_args = args  # flags given before the command word (%chat -o x map ...)
         if not words:
             return self._cmd_help([])
         command = getattr(self, f"_cmd_{words[0]}", None)
         if command is not None:
             return command(words[1:])
-        return self._send(" ".join(words), args)
+        return self._send(line.strip(), args if args is not None else self._parse(""))
 
     def _cmd_help(self, rest: list[str]) -> None:
         print(LINE_HELP)
-
-    def _cmd_reset(self, rest: list[str]) -> None:
-        if rest:
-            raise OptionError(f"%chat reset takes no arguments, not {' '.join(rest)!r}")
-        dropped = self.session.conversation().reset()
-        print(f"conversation reset ({dropped} turn{'s' * (dropped != 1)} dropped)")
-
-    def _cmd_history(self, rest: list[str]) -> None:
-        if rest:
-            raise OptionError(f"%chat history takes no arguments, not {' '.join(rest)!r}")
-        self._history()
-
-    def _history(self) -> None:
-        from IPython.display import display
-
-        from .render import footer_text
-
-        conv = self.session.conversation()
-        settings = self.settings()
-        system = conv.system_prompt or settings.system_prompt
-        if not conv.turns and not system:
-            print("the conversation is empty")
-            return
-        lines = [f"**System:** {system}\n"] if system else []
-        for number, turn in enumerate(conv.turns, 1):
-            lines.append(f"**[{number}] You:**\n\n{turn.user.text}\n")
-            lines.append(f"**[{number}] Assistant:**\n\n{turn.reply.text}\n")
-            lines.append(f"<sub>{footer_text(turn.reply)}</sub>\n\n---\n")
-        text = "\n".join(lines)
-        display({"text/markdown": text, "text/plain": text}, raw=True)

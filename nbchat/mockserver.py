@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import mockbatch
+from .mockfaults import FailureCounter, error_body, wait_until_gone
 
 __all__ = [
     "MockServer",
@@ -90,7 +91,39 @@ class Options:
     ttft: float = 0.05
     usage: bool = True  # False: never send usage, even if asked
     choices_on_usage: bool = False  # usage chunk also carries a choice (some servers do)
-    reply: str = "echo"  # echo | markdown | paragraph
+    reply: str = "echo"  # echo | markdown | paragraph | json
+    # Faults (see mockfaults): an HTTP error, or a stream that breaks after K chunks.
+    status: int | None = None  # answer with this HTTP error status
+    retry_after: str | None = None  # Retry-After header of the error (seconds or a date)
+    retry_after_ms: int | None = None  # retry-after-ms header of the error
+    fail_times: int | None = None  # faults hit the first N requests with these options only
+    cut: int | None = None  # close the connection after K content chunks
+    malformed: int | None = None  # send a line that is not JSON after K content chunks
+    stream_error: int | None = None  # send an {"error": ...} event after K content chunks
+    stall: bool = False  # send the headers, then nothing until the client goes away
+    echo_key: bool = False  # error messages repeat the Authorization header (a leak to redact)
+
+    @property
+    def faulty(self) -> bool:
+        return (
+            self.status is not None
+            or self.stall
+            or (self.cut, self.malformed, self.stream_error) != (None, None, None)
+        )
+
+    def break_point(self) -> tuple[str | None, int | None]:
+        """Which stream fault strikes, and after how many content chunks."""
+        for name in ("cut", "malformed", "stream_error"):
+            at = getattr(self, name)
+            if at is not None:
+                return name, at
+        return None, None
+
+    def healthy(self) -> Options:
+        """These options with every fault switched off (after `fail_times` ran out)."""
+        return dataclasses.replace(
+            self, status=None, cut=None, malformed=None, stream_error=None, stall=False
+        )
 
 
 class OptionError(ValueError):
@@ -116,7 +149,16 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "ttft": _checked(float, lambda x: x >= 0),
     "usage": lambda v: _FLAGS[v.lower()],
     "choices_on_usage": lambda v: _FLAGS[v.lower()],
-    "reply": _checked(str, lambda x: x in ("echo", "markdown", "paragraph")),
+    "reply": _checked(str, lambda x: x in ("echo", "markdown", "paragraph", "json")),
+    "status": _checked(int, lambda x: 400 <= x <= 599),
+    "retry_after": _checked(str, bool),
+    "retry_after_ms": _checked(int, lambda x: x >= 0),
+    "fail_times": _checked(int, lambda x: x >= 1),
+    "cut": _checked(int, lambda x: x >= 0),
+    "malformed": _checked(int, lambda x: x >= 0),
+    "stream_error": _checked(int, lambda x: x >= 0),
+    "stall": lambda v: _FLAGS[v.lower()],
+    "echo_key": lambda v: _FLAGS[v.lower()],
 }
 
 
@@ -211,6 +253,10 @@ def reply_pieces(
     if reply == "paragraph":
         n = max(chunks or 200, 1)
         text = " ".join(_WORDS[i % len(_WORDS)] for i in range(n)).capitalize() + ".\n"
+    elif reply == "json":  # {"echo": str, "turn": int, "model": str}, for --json/--schema
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        echo = _text(users[-1].get("content")) if users else ""
+        text = json.dumps({"echo": echo, "turn": len(users), "model": model}, indent=2)
     elif reply == "markdown":
         text, k = "# Mock answer\n\n", 1
         while k <= 3 or len(_TOKEN.findall(text)) < (chunks or 0):
@@ -269,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         mock.requests.append(Received(self.command, path, headers, body))
         if mock.api_key is not None and headers.get("authorization") != f"Bearer {mock.api_key}":
-            return self._json(401, _error("Incorrect API key provided.", code="invalid_api_key"))
+            return self._json(401, error_body(401, echo=_echo(body, headers)))
         # Batch API (/v1/files, /v1/batches) and rate-limit mode live in nbchat.mockbatch.
         if mockbatch.route(self, mock, path, raw, headers):
             return
@@ -285,9 +331,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-    def _json(self, status: int, obj: Any) -> None:
+    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -309,6 +357,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise OptionError("Invalid 'max_completion_tokens': expected a positive integer.")
         except OptionError as e:
             return self._json(400, _error(str(e), "model"))
+        fault_key = f"{body['model']}|{headers.get('x-mock-options', '')}"
+        if opts.faulty and not mock.failures.should_fail(fault_key, opts.fail_times):
+            opts = opts.healthy()
+        echo = _echo(body, headers)
+        if opts.status is not None:
+            retry = {"retry-after": opts.retry_after, "retry-after-ms": opts.retry_after_ms}
+            extra = {k: str(v) for k, v in retry.items() if v is not None}
+            return self._json(opts.status, error_body(opts.status, model=model, echo=echo), extra)
         messages = body["messages"]
         pieces = reply_pieces(messages, model, opts.reply, opts.chunks)
         finish = "length" if limit is not None and limit < len(pieces) else "stop"
@@ -327,6 +383,12 @@ class _Handler(BaseHTTPRequestHandler):
             "model": model,
             "system_fingerprint": "fp_mock",
         }
+        if opts.stall:  # streaming or not, the answer never comes
+            if body.get("stream"):
+                self._start_event_stream()
+            wait_until_gone(self.connection, mock.stopping)
+            self.close_connection = True
+            return
         if not body.get("stream"):
             time.sleep(opts.ttft + opts.delay * len(pieces))
             choice = {
@@ -348,12 +410,15 @@ class _Handler(BaseHTTPRequestHandler):
         want_usage = (
             opts.usage and isinstance(stream_opts, dict) and bool(stream_opts.get("include_usage"))
         )
+        self._start_event_stream()
+        self._stream(head, pieces, finish, usage if want_usage else None, opts, echo)
+
+    def _start_event_stream(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self._stream(head, pieces, finish, usage if want_usage else None, opts)
 
     def _stream(
         self,
@@ -362,8 +427,12 @@ class _Handler(BaseHTTPRequestHandler):
         finish: str,
         usage: dict[str, Any] | None,
         opts: Options,
+        echo: str | None = None,
     ) -> None:
-        """Send SSE events; per-event flushes when slow, batched writes when delay is 0."""
+        """Send SSE events; per-event flushes when slow, batched writes when delay is 0.
+
+        A `cut`, `malformed` or `stream_error` fault strikes after that many content chunks.
+        """
 
         def chunk(delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
             choice = {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}
@@ -378,20 +447,38 @@ class _Handler(BaseHTTPRequestHandler):
         pre, post = event(chunk({"content": mark}, None)).split(json.dumps(mark))
         buf: list[str] = []
 
-        def send(text: str, force: bool = False) -> None:
-            buf.append(text)
-            if force or opts.delay > 0 or len(buf) >= 512:
-                data = "".join(buf).encode()
-                buf.clear()
+        def flush() -> None:
+            data = "".join(buf).encode()
+            buf.clear()
+            if data:  # an empty chunk would end the body
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
 
+        def send(text: str, force: bool = False) -> None:
+            buf.append(text)
+            if force or opts.delay > 0 or len(buf) >= 512:
+                flush()
+
+        fault, at = opts.break_point()
+        at = len(pieces) if at is None else min(at, len(pieces))
         try:
             time.sleep(opts.ttft)
             send(event(chunk({"role": "assistant", "content": ""}, None)))
-            for i, piece in enumerate(pieces):
+            for i, piece in enumerate(pieces[:at]):
                 if i and opts.delay > 0:
                     time.sleep(opts.delay)
+                send(pre + json.dumps(piece) + post)
+            if fault == "cut":
+                flush()
+                self.close_connection = True  # no final chunk: the body is incomplete
+                return
+            if fault == "stream_error":
+                send(event(error_body(500, echo=echo)), force=True)
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            if fault == "malformed":
+                send('data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "\n\n')
+            for piece in pieces[at:]:
                 send(pre + json.dumps(piece) + post)
             send(event(chunk({}, finish)))
             if usage is not None:
@@ -402,6 +489,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away mid-stream
+
+
+def _echo(body: Any, headers: dict[str, str]) -> str | None:
+    """The Authorization header to echo in error messages, if options ask (``echo_key=1``)."""
+    model = body.get("model") if isinstance(body, dict) else None
+    try:
+        opts = parse_options(str(model or "").partition("@")[2], Options())
+        opts = parse_options(headers.get("x-mock-options", ""), opts)
+    except OptionError:
+        return None
+    return headers.get("authorization", "(no Authorization header)") if opts.echo_key else None
 
 
 class MockServer:
@@ -420,6 +518,8 @@ class MockServer:
         self.api_key = api_key
         self.defaults = Options(chunks=chunks, delay=delay, ttft=ttft)
         self.requests = RequestLog()
+        self.failures = FailureCounter()
+        self.stopping = threading.Event()  # ends stalled streams when the server stops
         self._httpd = _Server((host, port), _Handler)  # bind now: .url is known at once
         self._httpd.mock = self
         self._thread: threading.Thread | None = None
@@ -441,6 +541,7 @@ class MockServer:
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
+        self.stopping.set()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -448,8 +549,9 @@ class MockServer:
         self._httpd.server_close()
 
     def clear(self) -> None:
-        """Forget the recorded requests."""
+        """Forget the recorded requests and how often each fault already struck."""
         self.requests.clear()
+        self.failures.clear()
 
     def __enter__(self) -> MockServer:
         return self.start()

@@ -8,19 +8,19 @@ first use so `%load_ext nbchat` stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import argparse
+import shlex
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import OptionError
 
 if TYPE_CHECKING:
     from .comparison import Comparison
     from .config import Settings
+    from .request import CellRequest
     from .session import ChatSession
 
-__all__ = ["MAP_OPTIONS", "MultiModelCommands"]
-
-#: `key=value` words `%chat map` takes besides ITEMS and TEMPLATE.
-MAP_OPTIONS = ("concurrency", "batch", "poll_interval")
+__all__ = ["MultiModelCommands"]
 
 
 class MultiModelCommands:
@@ -38,7 +38,6 @@ class MultiModelCommands:
         def _user_ns(self) -> dict[str, Any]: ...
         def settings(self) -> Settings: ...
         def _live(self) -> bool: ...
-        def _resolve_text(self, value: str) -> str: ...
 
     # -- compare -------------------------------------------------------------------
 
@@ -58,8 +57,10 @@ class MultiModelCommands:
         models = parse_models(args.model) if args.model else []
         return models if len(models) > 1 else []
 
-    def _compare(self, prompt: str, models: list[str], args: Any, settings: Settings) -> None:
-        """Stream `prompt` to every model side by side; nothing joins the conversation yet."""
+    def _compare(
+        self, request: CellRequest, models: list[str], args: Any, settings: Settings
+    ) -> None:
+        """Stream the cell to every model side by side; nothing joins the conversation yet."""
         from .columns import ColumnsView
         from .comparison import CompareError, run_compare
 
@@ -67,7 +68,16 @@ class MultiModelCommands:
             live=self._live(), interval=settings.update_interval, footers=settings.show_usage
         )
         try:
-            comparison = run_compare(self.session, settings, prompt, models, view)
+            comparison = run_compare(
+                self.session,
+                settings,
+                request.message,
+                models,
+                view,
+                conversation=request.conversation,
+                params=request.params,
+                system=request.system,
+            )
         except CompareError as error:
             self._keep(error.comparison, args)
             raise
@@ -95,38 +105,30 @@ class MultiModelCommands:
     # -- map -----------------------------------------------------------------------
 
     def _cmd_map(self, rest: list[str]) -> Any:
-        """`%chat map ITEMS TEMPLATE [concurrency=N] [batch=api]`: one request per item."""
+        """`%chat map ITEMS TEMPLATE [-m MODEL] [-o NAME] [--concurrency N] [--batch api]`."""
         from .batch import map as map_items
         from .results import BatchInterrupted
 
-        options: dict[str, str] = {}
-        words: list[str] = []
-        for word in rest:
-            key, eq, value = word.partition("=")
-            if eq and key in MAP_OPTIONS:
-                options[key] = value
-            else:
-                words.append(word)
-        if len(words) < 2:
-            raise OptionError(
-                "usage: %chat map ITEMS TEMPLATE [concurrency=N] [batch=api]",
-                hint="ITEMS is a list, dict, Series or DataFrame; TEMPLATE uses {} or {column}",
-            )
-        args = self._line_args
-        model = getattr(args, "model", None)
+        try:
+            words = shlex.split(" ".join(rest))
+        except ValueError as exc:
+            raise OptionError(f"cannot read %chat map: {exc}", hint="check the quotes") from None
+        opts = _MapParser().parse_intermixed_args(words)
+        before = self._line_args  # flags given before `map`: %chat -o x map ...
+        model = opts.model or getattr(before, "model", None)
         if model and "," in model:
             raise OptionError("%chat map runs one model; compare models with %%chat -m a,b")
-        system = getattr(args, "system", None)
-        out = getattr(args, "out", None)
+        out = opts.out or getattr(before, "out", None)
+        system = opts.system or getattr(before, "system", None)
         try:
             results = map_items(
-                self._resolve_text(" ".join(words[1:])),
-                self._evaluate(words[0]),
+                self._text(" ".join(opts.template)),
+                self._evaluate(opts.items),
                 model=model,
-                system=self._resolve_text(system) if system else None,
-                concurrency=_number(options, "concurrency", int, 8),
-                batch=options.get("batch"),
-                poll_interval=_number(options, "poll_interval", float, 10.0),
+                system=self._text(system) if system else None,
+                concurrency=opts.concurrency,
+                batch=opts.batch,
+                poll_interval=opts.poll_interval,
             )
         except BatchInterrupted as error:
             if out:
@@ -137,6 +139,11 @@ class MultiModelCommands:
             return None
         return results
 
+    def _text(self, value: str) -> str:
+        """A variable's value when `value` names a string in the namespace, else itself."""
+        found = self._user_ns.get(value) if value.isidentifier() else None
+        return found if isinstance(found, str) else value
+
     def _evaluate(self, expression: str) -> Any:
         try:
             return self.shell.ev(expression)
@@ -144,10 +151,24 @@ class MultiModelCommands:
             raise OptionError(f"cannot evaluate {expression!r}: {exc}") from None
 
 
-def _number(options: dict[str, str], key: str, kind: type, default: Any) -> Any:
-    if key not in options:
-        return default
-    try:
-        return kind(options[key])
-    except ValueError:
-        raise OptionError(f"{key} must be a number, not {options[key]!r}") from None
+class _MapParser(argparse.ArgumentParser):
+    """The words after `%chat map`; mistakes become one-line OptionErrors."""
+
+    def __init__(self) -> None:
+        super().__init__(prog="%chat map", add_help=False)
+        self.add_argument("items")
+        self.add_argument("template", nargs="+")
+        self.add_argument("-m", "--model")
+        self.add_argument("-o", "--out")
+        self.add_argument("-s", "--system")
+        self.add_argument("--concurrency", type=int, default=8)
+        self.add_argument("--batch", choices=["api"])
+        self.add_argument("--poll-interval", type=float, default=10.0)
+
+    def error(self, message: str) -> NoReturn:
+        raise OptionError(
+            f"%chat map: {message}",
+            hint="usage: %chat map ITEMS TEMPLATE [-m MODEL] [-o NAME] [--concurrency N] "
+            "[--batch api]; ITEMS is a list, dict, Series or DataFrame, TEMPLATE uses {} or "
+            "{column} (or names a string variable)",
+        )

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .client import RETRY_STATUSES, ChatClient, parse_completion, retry_delay
+from .client import ChatClient, parse_completion
 from .errors import NbChatError
+from .failures import RETRY_STATUSES, retry_delay
 
 if TYPE_CHECKING:
     import httpx

@@ -1,23 +1,60 @@
 """Streaming Markdown into a cell output, and the usage footer.
 
-While a reply streams, finished Markdown blocks are frozen in their own output
-and only the open block is re-sent, at most once per `interval`, so the bytes
-sent to the browser grow linearly with the reply instead of quadratically.
-At the end the cell is cleared and holds one clean Markdown output with the
-whole reply (what the saved notebook keeps), followed by the footer.
-Frontends that cannot update displays (terminal IPython) get the end only.
+While a reply streams, each finished piece (see blocks.py) is published once
+in an output of its own and only the open rest is re-sent, at most once per
+`interval`, so the bytes sent to the browser grow linearly with the reply
+instead of quadratically. Live outputs carry only `text/markdown`: they are
+replaced at the end, when the cell is cleared and holds one clean output with
+the whole reply as Markdown and plain text (what the saved notebook keeps),
+followed by the footer. Frontends that cannot update displays (terminal
+IPython) get the end only.
+
+A very long paragraph is cut between words (blocks.paragraph_cut). Its finished
+head is shown as HTML with no bottom margin, so the tail (Markdown, whose first
+paragraph has no top margin) continues right under it: the live view shows one
+paragraph with an early line break instead of two paragraphs with a gap. The
+head is rendered by markdown-it-py, imported only when the first such cut
+happens; without it the head is sent as Markdown.
 """
 
 from __future__ import annotations
 
 import html
-import time
+import re
+from time import perf_counter
 from typing import Any
 
-from .blocks import last_boundary
+from .blocks import BlockSplitter, Piece
 from .types import Reply
 
-__all__ = ["LiveMarkdown", "footer_text"]
+__all__ = ["LiveMarkdown", "footer_text", "paragraph_head_html"]
+
+# Math and code spans are kept away from the Markdown renderer (Jupyter typesets math itself).
+_VERBATIM = re.compile(r"(`+).+?\1|\$\$.+?\$\$|\$[^$]+\$|\\\(.+?\\\)", re.DOTALL)
+_renderer: Any = None
+
+
+def paragraph_head_html(text: str) -> str | None:
+    """The head of a paragraph as `<p>` HTML with no margins (None without markdown-it-py)."""
+    global _renderer
+    if _renderer is None:
+        try:
+            from markdown_it import MarkdownIt
+        except ImportError:  # pragma: no cover - markdown-it-py is a dependency
+            return None
+        _renderer = MarkdownIt("commonmark", {"html": True}).enable("strikethrough")
+    kept: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(0)  # a code span: the renderer handles it
+        kept.append(match.group(0))
+        return f"\ue000{len(kept) - 1}\ue001"
+
+    body = _renderer.renderInline(_VERBATIM.sub(keep, text))
+    for i, math in enumerate(kept):
+        body = body.replace(f"\ue000{i}\ue001", html.escape(math))
+    return f'<p style="margin:0">{body}</p>'
 
 
 def _markdown(text: str) -> dict[str, str]:
@@ -25,16 +62,20 @@ def _markdown(text: str) -> dict[str, str]:
 
 
 class LiveMarkdown:
-    """One reply's display: `status()` while waiting, `feed()` per delta, `finish()` once."""
+    """One reply's display: `status()` while waiting, `feed()` per delta, `finish()` once.
 
-    def __init__(self, *, interval: float = 0.1, live: bool = True) -> None:
+    `max_open`: the open block is cut softly (long paragraphs, loose lists) past
+    this many characters, which bounds the bytes of each update.
+    """
+
+    def __init__(self, *, interval: float = 0.1, live: bool = True, max_open: int = 3000) -> None:
         from IPython.display import display
 
         self._display = display
         self.interval = interval
         self.live = live
+        self._splitter = BlockSplitter(max_open)
         self._handle: Any = None  # the open block's output (or the status line)
-        self._open = ""  # text of the open block as last published
         self._pending: list[str] = []
         self._next = 0.0
         self._outputs = 0
@@ -46,35 +87,43 @@ class LiveMarkdown:
             self._show({"text/plain": text, "text/markdown": f"*{text}*"})
         else:
             print(text, flush=True)
+            self._outputs += 1  # so finish() clears it: a saved notebook keeps no status line
 
     def feed(self, delta: str) -> None:
-        self._pending.append(delta)
+        """Called once per streamed chunk: must stay this cheap."""
         if self.live:
-            now = time.perf_counter()
-            if now >= self._next:
-                self._next = now + self.interval
+            self._pending.append(delta)
+            if perf_counter() >= self._next:
                 self.flush()
 
     def flush(self) -> None:
+        """Publish what arrived since the last update: finished pieces once, then the open rest."""
         if not self._pending:
             return
-        text = self._open + "".join(self._pending)
+        self._next = perf_counter() + self.interval
+        more = "".join(self._pending)
         self._pending.clear()
-        cut = last_boundary(text)
-        if cut:
-            self._show(_markdown(text[:cut]))  # freeze the finished blocks
+        for piece in self._splitter.push(more):
+            self._show(self._finished(piece), keep=False)
             self._handle = None
-            text = text[cut:]
-        self._open = text
-        self._show(_markdown(text))
+        if self._splitter.open:
+            self._show({"text/markdown": self._splitter.open})
 
-    def _show(self, data: dict[str, str]) -> None:
+    @staticmethod
+    def _finished(piece: Piece) -> dict[str, str]:
+        if piece.continues:
+            head = paragraph_head_html(piece.text)
+            if head is not None:
+                return {"text/html": head}
+        return {"text/markdown": piece.text}
+
+    def _show(self, data: dict[str, str], keep: bool = True) -> None:
         self.updates += 1
-        if self._handle is None:
-            self._handle = self._display(data, raw=True, display_id=True)
-            self._outputs += 1
-        else:
+        if self._handle is not None:
             self._handle.update(data, raw=True)
+        else:
+            self._handle = self._display(data, raw=True, display_id=keep or None)
+            self._outputs += 1
 
     def finish(self, text: str, footer: Reply | None = None) -> None:
         """Leave one clean Markdown output with the whole `text`, then the footer."""

@@ -4,21 +4,25 @@ Shared by the `%%chat` magic and the panel, so both follow the same rules:
 a completed reply becomes a turn; an interrupted one is kept as a turn marked
 `finish_reason="interrupted"`; any other failure leaves the conversation as it
 was and re-raises a one-line NbChatError with the partial reply attached.
+A turn sent again from the same cell replaces that cell's earlier turn, and an
+optional `recorder` (nbchat.record) keeps every exchange, whatever its outcome.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from .client import ChatClient, ChatStream
 from .config import Settings
-from .conversation import Conversation
-from .errors import ConfigError, Interrupted, StreamError
+from .conversation import Conversation, Turn
+from .errors import ConfigError, Interrupted, NbChatError, StreamError
 from .pricing import estimate_cost
 from .types import Message, Reply
 
-__all__ = ["ChatSession", "View"]
+__all__ = ["ChatSession", "Recorder", "View"]
 
 
 class View(Protocol):
@@ -27,6 +31,26 @@ class View(Protocol):
     def status(self, text: str) -> None: ...
     def feed(self, delta: str) -> None: ...
     def finish(self, text: str, footer: Reply | None = None) -> None: ...
+
+
+class Recorder(Protocol):
+    """Keeps a record of exchanges (nbchat.recorder.Recorder); its methods never raise.
+
+    `start` returns the new row (None when not recorded); `finish` is called after
+    every exchange, after the reply is shown, so it may print notes that stay visible.
+    """
+
+    def start(
+        self,
+        conversation: Conversation,
+        user: Message,
+        payload: dict[str, Any],
+        settings: Settings,
+        cell_id: str | None,
+    ) -> int | None: ...
+    def finish(
+        self, row: int | None, reply: Reply | None, error: BaseException | None, kept: bool
+    ) -> None: ...
 
 
 class ChatSession:
@@ -40,6 +64,9 @@ class ChatSession:
         self.last_reply: Reply | None = None
         self._active: ChatStream | None = None
         self._stop = threading.Event()
+        self.recorder: Recorder | None = None
+        self.notice: Callable[[str], None] = print  # one-line notes after a turn
+        self._row: int | None = None  # record row of the turn being sent
 
     def stop(self) -> bool:
         """Stop the reply that is streaming now (from another thread, e.g. a Stop button).
@@ -117,7 +144,80 @@ class ChatSession:
         stream: bool = True,
         cell_id: str | None = None,
     ) -> Reply:
-        """Send one turn, show it in `view`, and add it to the conversation."""
+        """Send one turn, show it in `view`, add it to the conversation and record it.
+
+        With a `cell_id` that already made a turn, that turn and the later ones are
+        set aside first; they are dropped once the new reply is kept, and put back
+        if it fails, so a failure never changes the conversation.
+        """
+        conv = self.conversation(conversation)
+        removed = conv.rewind(cell_id)
+        size = len(conv.turns)
+        self._row = None
+        try:
+            reply = self._turn(
+                prompt,
+                settings,
+                view,
+                conversation=conv.name,
+                model=model,
+                params=params,
+                stream=stream,
+                cell_id=cell_id,
+            )
+        except BaseException as error:
+            kept = len(conv.turns) > size
+            if not kept:
+                conv.turns.extend(removed)
+            self._finished(conv, kept, removed, error=error)
+            raise
+        self._finished(conv, True, removed, reply=reply)
+        return reply
+
+    def _record_start(
+        self,
+        conv: Conversation,
+        user: Message,
+        payload: dict[str, Any],
+        settings: Settings,
+        cell_id: str | None,
+    ) -> None:
+        """Record that a request is being sent (so even a killed kernel leaves a trace)."""
+        if self.recorder is not None:
+            self._row = self.recorder.start(conv, user, payload, settings, cell_id)
+
+    def _finished(
+        self,
+        conv: Conversation,
+        kept: bool,
+        removed: list[Turn],
+        *,
+        reply: Reply | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record how the exchange ended and say how many later turns a re-run dropped."""
+        row, self._row = self._row, None
+        if kept and row is not None:
+            conv.turns[-1] = replace(conv.turns[-1], record_id=row)
+        if self.recorder is not None:
+            self.recorder.finish(row, reply, error, kept)
+        if kept and len(removed) > 1:
+            later = len(removed) - 1
+            self.notice(f"re-ran an earlier turn: {later} later turn{'s' * (later != 1)} dropped")
+
+    def _turn(
+        self,
+        prompt: str | Message,
+        settings: Settings,
+        view: View,
+        *,
+        conversation: str | None = None,
+        model: str | None = None,
+        params: dict[str, Any] | None = None,
+        stream: bool = True,
+        cell_id: str | None = None,
+    ) -> Reply:
+        """One exchange as sent and shown; `run` adds re-run and recording around it."""
         if settings.needs_key and not settings.api_key:
             raise ConfigError(
                 "no API key set for the OpenAI API",
@@ -130,6 +230,7 @@ class ChatSession:
             user, settings, conversation=conv, model=model, params=params, stream=stream
         )
         client = self.client(settings)
+        self._record_start(conv, user, payload, settings, cell_id)
 
         def on_retry(reason: str, delay: float, attempt: int, attempts: int) -> None:
             view.status(f"{reason} — retrying in {delay:.1f} s, attempt {attempt} of {attempts}")
@@ -139,7 +240,16 @@ class ChatSession:
 
         footer = settings.show_usage
         if not stream:
-            reply = priced(client.complete(payload, on_retry=on_retry))
+            try:
+                reply = priced(client.complete(payload, on_retry=on_retry))
+            except (KeyboardInterrupt, NbChatError) as failed:
+                view.finish("")  # nothing to show; the retry status line goes
+                if isinstance(failed, KeyboardInterrupt):
+                    empty = Reply(text="", model=payload["model"], finish_reason="interrupted")
+                    raise Interrupted(
+                        "interrupted before any text arrived", partial=empty
+                    ) from None
+                raise
             view.finish(reply.text, reply if footer else None)
         else:
             chat = client.stream(payload, on_retry=on_retry)
@@ -150,27 +260,24 @@ class ChatSession:
                     view.feed(delta)
                     if self._stop.is_set():
                         raise KeyboardInterrupt
-            except (KeyboardInterrupt, StreamError) as stopped:
-                if isinstance(stopped, StreamError) and not self._stop.is_set():
-                    error = stopped
-                    error.partial = priced(error.partial)
-                    view.finish(
-                        error.partial.text, error.partial if footer and error.partial.text else None
-                    )
-                    self.last_reply = error.partial
-                    raise
-
-                chat.close()
-                partial = priced(chat.build_reply("interrupted"))
-                view.finish(partial.text, partial if footer else None)
-                self.last_reply = partial
-                if partial.text:
-                    conv.add(user, partial, cell_id)
-                raise Interrupted(
-                    f"interrupted after {chat.chunks} chunks",
-                    partial=partial,
-                    hint="the partial reply was kept in the conversation" if partial.text else None,
-                ) from None
+                if self._stop.is_set():  # stopped before the first token
+                    raise KeyboardInterrupt
+            except (KeyboardInterrupt, NbChatError) as stopped:
+                if isinstance(stopped, KeyboardInterrupt) or self._stop.is_set():
+                    chat.close()
+                    partial = priced(chat.build_reply("interrupted"))
+                    view.finish(partial.text, partial if footer and partial.text else None)
+                    self.last_reply = partial
+                    if partial.text:
+                        conv.add(user, partial, cell_id)
+                    raise self._interrupted(chat, partial) from None
+                if isinstance(stopped, StreamError):
+                    stopped.partial = kept = priced(stopped.partial)
+                    view.finish(kept.text, kept if footer and kept.text else None)
+                    self.last_reply = kept
+                else:
+                    view.finish("")  # nothing to show; the retry status line goes
+                raise
             finally:
                 self._active = None
             reply = priced(chat.reply)
@@ -178,3 +285,14 @@ class ChatSession:
         self.last_reply = reply
         conv.add(user, reply, cell_id)
         return reply
+
+    @staticmethod
+    def _interrupted(chat: ChatStream, partial: Reply) -> Interrupted:
+        if not partial.text:
+            return Interrupted("interrupted before any text arrived", partial=partial)
+        n = chat.tokens
+        return Interrupted(
+            f"interrupted after {n} token{'s' * (n != 1)}",
+            partial=partial,
+            hint="the partial reply was kept in the conversation (finish_reason='interrupted')",
+        )

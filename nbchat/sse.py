@@ -12,13 +12,14 @@ line dispatches, a leading BOM is skipped. Undecodable bytes become U+FFFD
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SSEDecoder", "ServerSentEvent", "iter_events"]
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
+class ServerSentEvent(NamedTuple):
+    """One event; a named tuple because one is made per streamed chunk (cheapest to build)."""
+
     data: str
     event: str = "message"
     id: str | None = None
@@ -52,32 +53,54 @@ class SSEDecoder:
                 self._pending = buf
                 return []
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buf.split(b"\n")
-        self._pending = lines.pop()
+        return self._lines(buf)
+
+    def _lines(self, buf: bytes) -> list[ServerSentEvent]:
+        """The events of every complete line of `buf` (LF line ends); keep the rest."""
+        end = buf.rfind(b"\n")
+        self._pending = buf[end + 1 :]
+        if end < 0:
+            return []
+        # A newline never splits a UTF-8 sequence: decode all complete lines at once.
         events: list[ServerSentEvent] = []
-        for raw in lines:
-            event = self._line(raw)
-            if event is not None:
-                events.append(event)
+        data = self._data
+        for line in buf[:end].decode("utf-8", "replace").split("\n"):
+            if line.startswith("data:"):  # the hot path: one data line per event
+                data.append(line[6:] if line[5:6] == " " else line[5:])
+            elif line:
+                self._line(line)
+            elif data:
+                events.append(
+                    ServerSentEvent(
+                        data[0] if len(data) == 1 else "\n".join(data),
+                        self._event or "message",
+                        self._id,
+                        self._retry,
+                    )
+                )
+                data.clear()
+                self._event = ""
+            else:
+                self._event = ""  # a blank line without data dispatches nothing
         return events
 
     def flush(self) -> list[ServerSentEvent]:
-        """End of stream: a trailing line without newline is processed, no dispatch."""
-        pending, self._pending = self._pending, b""
-        if pending.endswith(b"\r"):
-            pending = pending[:-1]
-        if pending:
-            self._line(pending)
-        # The spec discards an event that was not terminated by a blank line.
-        self._data, self._event = [], ""
-        return []
+        """End of stream: the events still held back, then a clean slate.
 
-    def _line(self, raw: bytes) -> ServerSentEvent | None:
-        if not raw:
-            return self._dispatch()
-        line = raw.decode("utf-8", "replace")
+        A final CR ends a line (it was only held in case an LF followed), so the
+        lines before it still count; an unterminated last line and an event
+        without its blank line are discarded, as the spec says.
+        """
+        pending, self._pending = self._pending, b""
+        events: list[ServerSentEvent] = []
+        if pending.endswith(b"\r"):
+            events = self._lines(pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+        self._pending, self._data, self._event = b"", [], ""
+        return events
+
+    def _line(self, line: str) -> None:
         if line[0] == ":":
-            return None
+            return
         name, colon, value = line.partition(":")
         if colon and value[:1] == " ":
             value = value[1:]
@@ -90,16 +113,6 @@ class SSEDecoder:
                 self._id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
-        return None
-
-    def _dispatch(self) -> ServerSentEvent | None:
-        data, event = self._data, self._event
-        self._data, self._event = [], ""
-        if not data:
-            return None
-        return ServerSentEvent(
-            data="\n".join(data), event=event or "message", id=self._id, retry=self._retry
-        )
 
 
 def iter_events(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:
@@ -107,4 +120,4 @@ def iter_events(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:
     decoder = SSEDecoder()
     for chunk in chunks:
         yield from decoder.feed(chunk)
-    decoder.flush()
+    yield from decoder.flush()

@@ -108,6 +108,8 @@ class Reply:
 
     `ttft` and `latency` are seconds from sending the request; `cost` is an
     estimate in USD from the price table, or None when the model is unknown.
+    `parsed` holds the JSON value (or pydantic instance) of a `--json` /
+    `--schema` reply.
     `str(reply)` is the text, so `-o answer` can be used like a string.
     """
 
@@ -120,6 +122,8 @@ class Reply:
     system_fingerprint: str | None = None
     cost: float | None = None
     request: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: `--json` / `--schema`: the parsed JSON value, or the pydantic model instance.
+    parsed: Any = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.text

@@ -8,6 +8,7 @@ can pass while nbchat sends something the real API would refuse.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,9 +48,11 @@ def server(mock_server: MockServer) -> Iterator[MockServer]:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
+    # the exchange record of each test is its own, never the user's
+    monkeypatch.setenv("NBCHAT_HISTORY_PATH", str(tmp_path / "history.sqlite"))
 
 
 @pytest.fixture

@@ -174,7 +174,7 @@ def test_bad_templates_and_items_send_nothing(ip, server, mock, template, items,
 def test_percent_chat_map_from_a_cell(ip, server, mock):
     ip.user_ns["cities"] = ["Oslo", "Rome"]
     ip.user_ns["tpl"] = "Tell me about {}"
-    result, captured = run(ip, "%chat map cities tpl concurrency=2 -m gpt-4.1-mini -o out")
+    result, captured = run(ip, "%chat map cities tpl --concurrency 2 -m gpt-4.1-mini -o out")
     assert result.error_in_exec is None
     assert ip.user_ns["out"].texts == [
         expected(f"Tell me about {c}", "gpt-4.1-mini") for c in ["Oslo", "Rome"]
@@ -186,11 +186,11 @@ def test_percent_chat_map_from_a_cell(ip, server, mock):
 
     result, captured = run(ip, "%chat map cities")
     assert isinstance(result.error_in_exec, OptionError)
-    assert "nbchat: usage: %chat map ITEMS TEMPLATE" in captured.stdout
+    assert "nbchat: %chat map: the following arguments are required: template" in captured.stdout
     result, captured = run(ip, "%chat map nothing_here Hi {}")
     assert "nbchat: cannot evaluate 'nothing_here'" in captured.stdout
-    result, captured = run(ip, "%chat map cities Hi {} concurrency=many")
-    assert "nbchat: concurrency must be a number, not 'many'" in captured.stdout
+    result, captured = run(ip, "%chat map cities 'Hi {}' --concurrency many")
+    assert "nbchat: %chat map: argument --concurrency: invalid int value: 'many'" in captured.stdout
 
 
 def test_live_progress_bar_ends_as_a_summary_line(ip, server, mock):

@@ -131,7 +131,7 @@ def test_interrupted_polling_resumes_the_same_batch(ip, server, mock):
 
 def test_percent_chat_map_with_batch_api(ip, server, mock):
     ip.user_ns["names"] = ["ann", "bob"]
-    result, captured = run(ip, "%chat map names Hi {} batch=api poll_interval=0.01 -o out")
+    result, captured = run(ip, "%chat map names Hi {} --batch api --poll-interval 0.01 -o out")
     assert result.error_in_exec is None
     assert ip.user_ns["out"].texts == [expected("Hi ann"), expected("Hi bob")]
     assert "gpt-4o-mini (Batch API): 2/2 done" in captured.stdout

@@ -12,6 +12,7 @@ from nbchat.client import ChatClient, retry_delay
 from nbchat.errors import (
     AuthenticationError,
     BadRequestError,
+    NbChatError,
     NotFoundError,
     RateLimitError,
     StreamError,
@@ -274,3 +275,129 @@ def test_retry_delay_rules():
     assert 0.375 <= retry_delay(response(**{"retry-after": "999"}), 1) <= 0.5  # too long: backoff
     assert 3.0 <= retry_delay(None, 4) <= 4.0
     assert 6.0 <= retry_delay(None, 10) <= 8.0
+
+
+def test_retry_after_as_an_http_date():
+    import email.utils
+    import time
+
+    def response(value):
+        return httpx.Response(503, headers={"retry-after": value})
+
+    soon = email.utils.formatdate(time.time() + 2, usegmt=True)
+    assert 0.5 < retry_delay(response(soon), 1) <= 2.0
+    zoneless = soon.replace(" GMT", "")  # HTTP dates are GMT even when they do not say so
+    assert 0.5 < retry_delay(response(zoneless), 1) <= 2.0
+    past = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    assert 0.375 <= retry_delay(response(past), 1) <= 0.5  # nonsense: our backoff
+    for garbage in ("soon", "", "1.5.3", "inf", "nan"):
+        assert 0.375 <= retry_delay(response(garbage), 1) <= 0.5, garbage
+    ms = httpx.Response(503, headers={"retry-after-ms": "x", "retry-after": "2"})
+    assert retry_delay(ms, 1) == 2.0  # a bad retry-after-ms falls through to retry-after
+
+
+def test_retry_statuses_and_not_others():
+    for status, retried in (
+        (408, True),
+        (409, True),
+        (500, True),
+        (524, True),
+        (401, False),
+        (400, False),
+        (404, False),
+        (422, False),
+    ):
+        calls = []
+
+        def handler(request, status=status, calls=calls):
+            calls.append(request)
+            return httpx.Response(status, json={"error": {"message": "no"}})
+
+        with pytest.raises(NbChatError):
+            list(make(handler, max_retries=1).stream(PAYLOAD))
+        assert len(calls) == (2 if retried else 1), status
+
+
+def test_stream_closed_before_any_text_is_retried():
+    calls, notices = [], []
+
+    def handler(request):
+        calls.append(request)
+        return sse(chunk("") if len(calls) == 1 else BODY)  # first: headers, role, then EOF
+
+    stream = make(handler).stream(PAYLOAD, on_retry=lambda *a: notices.append(a))
+    assert "".join(stream) == "Hello, wörld" and stream.reply.usage is not None
+    assert len(calls) == 2 and notices[0][0] == "connection closed" and notices[0][2:] == (2, 3)
+
+
+def test_stream_closed_before_any_text_every_time():
+    calls = []
+    client = make(lambda r: calls.append(r) or sse(chunk("")), max_retries=2)
+    with pytest.raises(TransportError, match="no reply: connection closed before any text"):
+        list(client.stream(PAYLOAD))
+    assert len(calls) == 3
+
+
+def test_timeout_before_any_text_names_the_setting():
+    def handler(request):
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with pytest.raises(TransportError, match=r"no response in 7 s \(ChatMagics.timeout\)"):
+        list(make(handler, timeout=7.0, max_retries=0).stream(PAYLOAD))
+
+
+def test_timeout_after_text_is_an_incomplete_reply():
+    def body():
+        yield chunk("partial")
+        raise httpx.ReadTimeout("slow")
+
+    with pytest.raises(StreamError) as info:
+        list(make(lambda r: sse(body()), timeout=5.0).stream(PAYLOAD))
+    assert str(info.value).startswith(
+        "reply incomplete: no data for 5 s after 1 token (ChatMagics.timeout)"
+    )
+    assert info.value.partial.text == "partial"
+
+
+def test_incomplete_counts_tokens_from_usage_when_the_server_sent_it():
+    usage = {"prompt_tokens": 9, "completion_tokens": 812, "total_tokens": 821}
+    body = chunk("a") + chunk("b", usage=usage)  # then the connection drops
+    with pytest.raises(StreamError, match="connection closed after 812 tokens"):
+        list(make(lambda r: sse(body)).stream(PAYLOAD))
+
+
+def test_cr_only_line_endings_up_to_the_last_byte():
+    body = BODY.replace(b"\n", b"\r")  # the final CR is only known to end a line at EOF
+    stream = make(lambda r: sse(body)).stream(PAYLOAD)
+    assert "".join(stream) == "Hello, wörld"
+    assert stream.reply.usage is not None and stream.reply.usage.total_tokens == 12
+
+
+def test_redaction_covers_message_hint_and_body():
+    body = {"error": {"message": f"bad key {KEY}", "param": [KEY], "code": None}}
+    with pytest.raises(AuthenticationError) as info:
+        list(make(lambda r: httpx.Response(401, json=body)).stream(PAYLOAD))
+    error = info.value
+    assert KEY not in repr(error.body) + str(error) + repr(error) + str(error.hint)
+    assert error.body["error"]["message"] == "bad key sk-...XYZW"
+
+
+def test_close_cancels_a_retry_wait():
+    import threading
+
+    notices = []
+    client = ChatClient(  # the real wait, not an injected sleep
+        base_url="http://mock.test/v1",
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(429, headers={"retry-after-ms": "100000"}, json={})
+        ),
+    )
+
+    def on_retry(*notice):  # a Stop button pressed while the cell waits 100 s
+        notices.append(notice)
+        threading.Thread(target=stream.close).start()
+
+    stream = client.stream(PAYLOAD, on_retry=on_retry)
+    with pytest.raises(RateLimitError):  # the session turns this into Interrupted
+        list(stream)
+    assert len(notices) == 1 and notices[0][1] == 100.0

@@ -226,3 +226,16 @@ def test_compare_from_python_shares_the_magics_conversation(ip, server):
     cmp.pick(1)
     run(ip, "%%chat\nthird")
     assert server.requests[-1].body["messages"][3] == {"role": "assistant", "content": cmp[0].text}
+
+
+def test_cell_flags_apply_to_every_model_and_system_only_joins_with_a_pick(ip, server):
+    ip.user_ns["persona"] = "You are terse."
+    result, _ = run(ip, "%%chat -m gpt-4o-mini,gpt-4.1-mini -s persona -t 0.2 -c side\nhello")
+    assert result.error_in_exec is None
+    for request in server.requests:
+        assert request.body["messages"][0] == {"role": "system", "content": "You are terse."}
+        assert request.body["temperature"] == 0.2
+    conv = magics_of(ip).session.conversation("side")
+    assert conv.system_prompt is None and conv.turns == []
+    run(ip, "%chat pick 1")
+    assert conv.system_prompt == "You are terse." and len(conv.turns) == 1

@@ -59,16 +59,34 @@ def test_reply_streams_as_display_updates_then_one_clean_output(kernel, server):
     assert kinds.count("display_data") + updates < 100
     clear = kinds.index("clear_output")
     final = [m for m in messages[clear:] if m["msg_type"] == "display_data"]
-    text = "".join(
-        reply_pieces(
-            [{"role": "user", "content": "write a report"}],
-            "gpt-4o-mini",
-            reply="markdown",
-            chunks=400,
-        )
-    )
+    text = reply_text(reply="markdown", chunks=400)
     assert final[0]["content"]["data"]["text/markdown"] == text
     assert "400 completion" in final[1]["content"]["data"]["text/plain"]
+    # live outputs are Markdown only, and each finished block is sent once
+    live = [m["content"]["data"] for m in messages[:clear] if "data" in m["content"]]
+    assert all(set(data) == {"text/markdown"} for data in live)
+    assert sum(len(data["text/markdown"]) for data in live) < 3 * len(text)
+
+
+def test_a_long_paragraph_streams_in_pieces_that_join_up(kernel, server):
+    execute(kernel, SETUP.format(url=server.url))
+    model = "gpt-4o-mini@chunks=1300,delay=0.0005,reply=paragraph"
+    messages = execute(kernel, f"%%chat -m {model}\nwrite a report")
+    kinds = [m["msg_type"] for m in messages]
+    clear = kinds.index("clear_output")
+    live = [m["content"]["data"] for m in messages[:clear] if "data" in m["content"]]
+    heads = [data["text/html"] for data in live if "text/html" in data]
+    assert heads and all(h.startswith('<p style="margin:0">') for h in heads)
+    text = reply_text(reply="paragraph", chunks=1300)
+    sent = sum(len(data.get("text/markdown", data.get("text/html", ""))) for data in live)
+    assert sent < 12 * len(text)  # re-sending the growing paragraph would be ~20x
+    final = [m for m in messages[clear:] if m["msg_type"] == "display_data"]
+    assert final[0]["content"]["data"]["text/markdown"] == text
+
+
+def reply_text(**options: object) -> str:
+    prompt = [{"role": "user", "content": "write a report"}]
+    return "".join(reply_pieces(prompt, "gpt-4o-mini", **options))  # type: ignore[arg-type]
 
 
 def test_saved_notebook_holds_exactly_one_markdown_output(server, tmp_path):

@@ -1,0 +1,1 @@
+"""nbchat's benchmarks: `python -m benchmarks` (see run.py)."""

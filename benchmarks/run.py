@@ -1,0 +1,71 @@
+"""Run every nbchat benchmark once and print Markdown tables (the README's Performance).
+
+    pip install -r benchmarks/requirements.txt   # the openai SDK, a baseline only
+    python -m benchmarks                          # or: python benchmarks/run.py
+
+Every ratio compares with a baseline measured in this same run on this machine.
+The mock server runs in its own process (`python -m nbchat.mockserver`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "benchmarks"
+
+from benchmarks import display_bytes, first_token, startup, throughput
+from benchmarks.common import mock_server
+
+SUITES = ("throughput", "bytes", "first-token", "startup")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", choices=SUITES, action="append", help="run only these")
+    args = parser.parse_args(argv)
+    chosen = args.only or list(SUITES)
+    started = time.perf_counter()
+    import IPython
+
+    import nbchat
+
+    print(
+        f"nbchat {nbchat.__version__} · Python {platform.python_version()} · "
+        f"IPython {IPython.__version__} · {platform.machine()}, {_cpus()} CPUs\n"
+    )
+    sections: list[list[str]] = []
+    with mock_server() as url:
+        if "throughput" in chosen:
+            sections.append(throughput.report(throughput.measure(url)))
+            _print(sections[-1])
+        if "bytes" in chosen:
+            sections.append(display_bytes.report(display_bytes.measure(url)))
+            _print(sections[-1])
+        if "first-token" in chosen:
+            sections.append(first_token.report(first_token.measure(url)))
+            _print(sections[-1])
+    if "startup" in chosen:
+        sections.append(startup.report(startup.measure()))
+        _print(sections[-1])
+    print(f"(whole run: {time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def _print(lines: list[str]) -> None:
+    print("\n".join(lines) + "\n", flush=True)
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

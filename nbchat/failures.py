@@ -1,0 +1,192 @@
+"""What went wrong with a request, in words, and whether (and when) to try again.
+
+Helpers of the client: the retry rules (which statuses, how long to wait) and
+one request's place in its attempts, the mapping of an HTTP error to one
+`NbChatError` with a hint, and redaction of the key from anything a server
+sends back. Kept apart from `client` so the
+rules read in one place and are tested without a connection.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    NbChatError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .types import Secret
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "RETRY_STATUSES",
+    "Retries",
+    "RetryNotice",
+    "describe_status",
+    "describe_transport_error",
+    "redact_error",
+    "retry_delay",
+    "server_message",
+    "server_text",
+    "status_error",
+]
+
+#: Statuses worth another try: timeout, conflict, rate limit, server errors (Cloudflare 52x too).
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
+#: A server asking for a longer wait than this gets our own backoff instead.
+MAX_RETRY_AFTER = 120.0
+#: Called before each retry with (reason, delay in s, next attempt number, attempts in all).
+RetryNotice = Callable[[str, float, int, int], None]
+KEY_HINT = (
+    "set the OPENAI_API_KEY environment variable or c.ChatMagics.api_key in ipython_config.py "
+    "(or run %chat login)"
+)
+
+
+@dataclass
+class Retries:
+    """Where one request stands in its attempts; shared by the HTTP retries and a stream
+    that broke before any text, and cancelled by `ChatStream.close()`."""
+
+    on_retry: RetryNotice | None
+    attempts: int
+    attempt: int = 1
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+def retry_delay(response: httpx.Response | None, attempt: int) -> float:
+    """Seconds to wait after failed `attempt` (1-based).
+
+    The server's `retry-after-ms`, then `retry-after` (seconds or an HTTP date),
+    when between 0 and 120 s; otherwise 0.5 s · 2^(attempt-1), at most 8 s,
+    less up to 25 % jitter so many clients do not retry in step.
+    """
+    if response is not None:
+        headers = response.headers
+        for seconds in (_number(headers.get("retry-after-ms"), 1000), _after(headers)):
+            if seconds is not None and 0 <= seconds <= MAX_RETRY_AFTER:
+                return seconds
+    backoff: float = min(0.5 * 2 ** (attempt - 1), 8.0)
+    return backoff * (1 - 0.25 * random.random())
+
+
+def _number(raw: str | None, per_second: float = 1.0) -> float | None:
+    try:
+        return float(raw) / per_second if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _after(headers: httpx.Headers) -> float | None:
+    """`retry-after` in seconds from now: a number, or an HTTP date (always GMT)."""
+    raw = headers.get("retry-after")
+    seconds = _number(raw)
+    if seconds is not None or not raw:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp() - time.time()
+
+
+def describe_status(status: int) -> str:
+    """A few words for the status line while waiting to retry."""
+    if status == 429:
+        return "rate limited"
+    if status >= 500:
+        return f"server error {status}"
+    return f"HTTP {status}"
+
+
+def describe_transport_error(exc: Exception) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection closed"
+    return type(exc).__name__
+
+
+def server_message(response: httpx.Response) -> tuple[str, Any]:
+    """The server's own `error.message` (OpenAI shape), or the start of its body."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return (text[:200] or response.reason_phrase or "error"), None
+    return server_text(body) or response.reason_phrase or "error", body
+
+
+def server_text(body: Any) -> str:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("detail") or json.dumps(error)[:200])
+        if isinstance(error, str):
+            return error
+    return json.dumps(body)[:200]
+
+
+def status_error(response: httpx.Response, model: str | None, base_url: str) -> APIError:
+    """One error for an HTTP error status, in the server's words, with what to do next."""
+    status = response.status_code
+    message, body = server_message(response)
+    kind: type[APIError] = APIError
+    hint: str | None = None
+    if status in (401, 403):
+        kind, hint = AuthenticationError, KEY_HINT
+    elif status == 404:
+        kind, hint = NotFoundError, "see %chat models for the models this server has"
+        what = f"model {model!r} not found at {base_url}" if model else f"not found at {base_url}"
+        message = f"{what}: {message}"
+    elif status == 429:
+        kind, message = RateLimitError, f"rate limited: {message}"
+    elif status >= 500:
+        kind, message = ServerError, f"server error: {message}"
+    elif status in (400, 422):
+        kind = BadRequestError  # the server's words verbatim (e.g. context too long)
+    return kind(f"{status} {message}", status_code=status, body=body, hint=hint)
+
+
+def redact_error(error: NbChatError, key: Secret | None) -> NbChatError:
+    """`error` with the key masked in its message, hint and body (servers may echo it)."""
+    if key:
+        error.message = key.redact(error.message)
+        error.hint = key.redact(error.hint) if error.hint else error.hint
+        error.args = (error.message,)
+        if isinstance(error, APIError):
+            error.body = _redact_any(error.body, key)
+    return error
+
+
+def _redact_any(value: Any, key: Secret) -> Any:
+    if isinstance(value, str):
+        return key.redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_any(v, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_any(v, key) for v in value]
+    return value

@@ -1,0 +1,219 @@
+"""Request fields beyond model and messages: their checks, flags, defaults and `--params`.
+
+Every value is checked here, before anything is sent, so a typo in a notebook
+gets a one-line message instead of a round trip and a 400 (or, worse, a silent
+default on a lenient local server). The same checks guard the traits users set
+as `c.ChatMagics.temperature = ...`, values from `--params`, and the flags.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
+from traitlets.config import Configurable
+
+from .errors import OptionError
+
+__all__ = ["FLAG_FIELDS", "RESERVED", "RequestDefaults", "cell_params", "check_field"]
+
+#: field -> (kind, lowest, highest), from CreateChatCompletionRequest.
+FIELDS: dict[str, tuple[str, float | None, float | None]] = {
+    "temperature": ("number", 0, 2),
+    "top_p": ("number", 0, 1),
+    "frequency_penalty": ("number", -2, 2),
+    "presence_penalty": ("number", -2, 2),
+    "max_completion_tokens": ("integer", 1, None),
+    "max_tokens": ("integer", 1, None),
+    "seed": ("integer", -(2**63), 2**63 - 1),
+    "n": ("integer", 1, 128),
+    "top_logprobs": ("integer", 0, 20),
+    "logprobs": ("boolean", None, None),
+    "store": ("boolean", None, None),
+    "user": ("string", None, None),
+    "stop": ("stop", None, None),
+}
+
+#: argparse dest of a %%chat flag -> (request field, how the flag is named in messages).
+FLAG_FIELDS: dict[str, tuple[str, str]] = {
+    "temperature": ("temperature", "-t/--temperature"),
+    "top_p": ("top_p", "--top-p"),
+    "frequency_penalty": ("frequency_penalty", "--frequency-penalty"),
+    "presence_penalty": ("presence_penalty", "--presence-penalty"),
+    "max_tokens": ("max_completion_tokens", "--max-tokens"),
+    "seed": ("seed", "--seed"),
+    "stop": ("stop", "--stop"),
+    "store": ("store", "--store/--no-store"),
+    "user": ("user", "--user"),
+}
+
+#: Fields nbchat owns; `--params` may not set them (they have flags of their own).
+RESERVED = {
+    "messages": "the cell body is the message",
+    "stream": "use --no-stream",
+    "stream_options": "nbchat asks for usage itself",
+    "model": "use -m/--model",
+}
+
+
+def _range(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low:g} and {high:g}"
+    return f"at least {low:g}" if low is not None else "any value"
+
+
+def check_field(field: str, value: Any, label: str | None = None, shown: str | None = None) -> Any:
+    """`value` if it is valid for `field` (unknown fields pass), else OptionError.
+
+    `shown` is how the value appears in messages (a flag's text rather than its float).
+    """
+    if field not in FIELDS:
+        return value
+    kind, low, high = FIELDS[field]
+    label = label or field
+    shown = shown or repr(value)
+    if kind in ("number", "integer"):
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if kind == "integer" and not is_int:
+            raise OptionError(f"{label} must be an integer, not {shown}")
+        if not (is_int or (isinstance(value, float) and math.isfinite(value))):
+            raise OptionError(f"{label} must be a number {_range(low, high)}, not {shown}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise OptionError(f"{label} must be {_range(low, high)}, not {shown}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        raise OptionError(f"{label} must be true or false, not {value!r}")
+    elif kind == "string" and not (isinstance(value, str) and value):
+        raise OptionError(f"{label} must be a non-empty string, not {value!r}")
+    elif kind == "stop":
+        stops = [value] if isinstance(value, str) else value
+        if not (isinstance(stops, list) and 1 <= len(stops) <= 4):
+            raise OptionError(f"{label} takes one to four stop sequences, not {value!r}")
+        if not all(isinstance(s, str) and s for s in stops):
+            raise OptionError(f"{label} sequences must be non-empty strings, not {value!r}")
+    return value
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    r"""`\n`, `\t`, `\r` and `\\` in a flag value, so `--stop '\n'` can name a newline."""
+    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
+def _from_flag(field: str, raw: Any, label: str) -> Any:
+    """A flag's string value converted to the field's type (and then checked)."""
+    kind = FIELDS[field][0]
+    value = raw
+    try:
+        if kind == "number":
+            value = float(raw)
+        elif kind == "integer":
+            value = int(raw)
+    except ValueError:
+        what = "an integer" if kind == "integer" else "a number"
+        raise OptionError(f"{label} must be {what}, not {raw!r}") from None
+    if kind == "stop":
+        value = [_unescape(s) for s in raw]
+    return check_field(field, value, label, shown=raw if isinstance(raw, str) else None)
+
+
+def _extra_params(raw: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """`--params`: a JSON object, or the name of a dict in the user namespace."""
+    found = namespace.get(raw) if raw.isidentifier() else None
+    if isinstance(found, Mapping):
+        value: Any = dict(found)
+    else:
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise OptionError(
+                f"--params must be a JSON object: {exc}",
+                hint="""e.g. --params '{"n": 1, "logprobs": true}' or the name of a dict""",
+            ) from None
+    if not isinstance(value, dict):
+        raise OptionError(f"--params must be a JSON object, not {type(value).__name__}")
+    check_extra(value, "--params")
+    return value
+
+
+def check_extra(fields: Mapping[str, Any], label: str) -> None:
+    """Refuse reserved fields; check the values of known ones."""
+    for key, value in fields.items():
+        if key in RESERVED:
+            raise OptionError(f"{label} cannot set {key!r}", hint=RESERVED[key])
+        check_field(key, value, f"{label} {key}")
+
+
+def cell_params(
+    args: Any, namespace: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Request fields for one cell: configured defaults < `--params` < named flags."""
+    fields = dict(defaults)
+    if getattr(args, "params", None):
+        fields.update(_extra_params(args.params, namespace))
+    for dest, (field, label) in FLAG_FIELDS.items():
+        raw = getattr(args, dest, None)
+        if raw is not None:
+            fields[field] = _from_flag(field, raw, label)
+    return fields
+
+
+class RequestDefaults(Configurable):
+    """Traits for request fields sent with every cell (flags override them per cell)."""
+
+    temperature = Float(
+        None, allow_none=True, help="Sampling temperature 0-2 for every request (-t overrides)."
+    ).tag(config=True)
+    top_p = Float(None, allow_none=True, help="Nucleus sampling 0-1 (--top-p overrides).").tag(
+        config=True
+    )
+    frequency_penalty = Float(None, allow_none=True, help="Frequency penalty -2..2.").tag(
+        config=True
+    )
+    presence_penalty = Float(None, allow_none=True, help="Presence penalty -2..2.").tag(config=True)
+    max_tokens = Int(
+        None, allow_none=True, help="Reply length limit, sent as max_completion_tokens."
+    ).tag(config=True)
+    seed = Int(None, allow_none=True, help="Seed for best-effort deterministic sampling.").tag(
+        config=True
+    )
+    stop = List(Unicode(), help="Up to four stop sequences.").tag(config=True)
+    store = Bool(None, allow_none=True, help="Ask OpenAI to store completions (None: unset).").tag(
+        config=True
+    )
+    user = Unicode(None, allow_none=True, help="End-user identifier sent as 'user'.").tag(
+        config=True
+    )
+    stream = Bool(True, help="Stream replies; False sends one request, shown at once.").tag(
+        config=True
+    )
+    params = Dict(
+        help="Extra request fields for every request, e.g. {'service_tier': 'flex'}; "
+        "--params and flags override them. 'messages', 'model' and 'stream' are not allowed."
+    ).tag(config=True)
+
+    @validate(*FLAG_FIELDS, "params")
+    def _check_request_default(self, proposal: Any) -> Any:
+        name, value = proposal["trait"].name, proposal["value"]
+        try:
+            if name == "params":
+                check_extra(value, "ChatMagics.params")
+            elif value is not None and (name != "stop" or value):
+                check_field(FLAG_FIELDS[name][0], value, f"ChatMagics.{name}")
+        except OptionError as exc:
+            raise TraitError(exc.message) from None
+        return value
+
+    def request_defaults(self) -> dict[str, Any]:
+        """The configured fields (unset ones left out), as a request would carry them."""
+        fields = dict(self.params)
+        for dest, (field, _) in FLAG_FIELDS.items():
+            value = getattr(self, dest)
+            if value is not None and value != []:
+                fields[field] = value
+        return fields

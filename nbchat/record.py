@@ -1,0 +1,282 @@
+"""The exchange record: every request nbchat sent and what came back, in SQLite.
+
+One row per exchange, written when the request starts (status `streaming`) and
+updated once when it ends (`complete`, `interrupted`, `incomplete`, `failed`),
+so even a kernel killed mid-reply leaves its exchange behind. Each write is one
+statement in autocommit mode, i.e. one short transaction; with WAL and a busy
+timeout, kernels writing the same file at once wait for each other instead of
+failing, and readers never block writers.
+
+A row keeps `context`, the ids of the rows whose turns the request was built
+on, so a conversation is rebuilt from its last row alone, whatever re-runs and
+resets happened before. The API key is never written: it is not in request
+bodies, and anything written is passed through the key's redaction as well.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .types import Message, Reply, Usage
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["Exchange", "Record", "Totals", "default_history_path", "user_data_dir"]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 10.0  # seconds a writer waits for another kernel's transaction
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS exchanges (
+    id INTEGER PRIMARY KEY,
+    notebook TEXT NOT NULL,
+    session TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    cell_id TEXT,
+    status TEXT NOT NULL,
+    kept INTEGER NOT NULL DEFAULT 0,
+    started REAL NOT NULL,
+    finished REAL,
+    base_url TEXT,
+    model TEXT,
+    system_prompt TEXT,
+    context TEXT NOT NULL DEFAULT '[]',
+    prompt TEXT NOT NULL,
+    request TEXT NOT NULL,
+    reply TEXT,
+    reply_model TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    total_tokens INTEGER,
+    cached_tokens INTEGER,
+    reasoning_tokens INTEGER,
+    ttft REAL,
+    latency REAL,
+    system_fingerprint TEXT,
+    cost REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS exchanges_by_notebook ON exchanges (notebook, conversation, id);
+CREATE INDEX IF NOT EXISTS exchanges_by_session ON exchanges (session);
+"""
+
+
+def user_data_dir(app: str = "nbchat") -> Path:
+    """The per-user data directory, where platformdirs' `user_data_dir` puts it."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+        base = xdg if os.path.isabs(xdg) else str(Path.home() / ".local" / "share")
+    return Path(base) / app
+
+
+def default_history_path() -> str:
+    """`$NBCHAT_HISTORY_PATH`, else `history.sqlite` in the user's data directory."""
+    return os.environ.get("NBCHAT_HISTORY_PATH") or str(user_data_dir() / "history.sqlite")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One row of the record."""
+
+    id: int
+    notebook: str
+    session: str
+    conversation: str
+    cell_id: str | None
+    status: str
+    kept: int
+    started: float
+    finished: float | None
+    base_url: str | None
+    model: str | None
+    system_prompt: str | None
+    context: str
+    prompt: str
+    request: str
+    reply: str | None
+    reply_model: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    cached_tokens: int | None
+    reasoning_tokens: int | None
+    ttft: float | None
+    latency: float | None
+    system_fingerprint: str | None
+    cost: float | None
+    error: str | None
+
+    @property
+    def context_ids(self) -> list[int]:
+        return [int(i) for i in json.loads(self.context)]
+
+    @property
+    def user(self) -> Message:
+        data = json.loads(self.prompt)
+        return Message(data.get("role", "user"), data["content"])
+
+    def to_reply(self) -> Reply:
+        usage = None
+        if self.prompt_tokens is not None or self.completion_tokens is not None:
+            prompt, completion = self.prompt_tokens or 0, self.completion_tokens or 0
+            usage = Usage(
+                prompt,
+                completion,
+                self.total_tokens or prompt + completion,
+                self.cached_tokens,
+                self.reasoning_tokens,
+            )
+        return Reply(
+            text=self.reply or "",
+            model=self.reply_model or self.model or "",
+            usage=usage,
+            finish_reason=self.finish_reason,
+            ttft=self.ttft,
+            latency=self.latency,
+            system_fingerprint=self.system_fingerprint,
+            cost=self.cost,
+            request=json.loads(self.request),
+        )
+
+
+COLUMNS = ", ".join(f.name for f in fields(Exchange))
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over some exchanges; `cost` is None when none of them had a price."""
+
+    exchanges: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float | None
+    unpriced: int  # exchanges with usage but a model missing from the price table
+    without_usage: int
+
+
+class Record:
+    """An open exchange record (one SQLite file, shared by every kernel of the user)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import sqlite3
+
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # the panel may record from another thread
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable across a killed process
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"written by a newer nbchat (schema {version})")
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        self._db: sqlite3.Connection = db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, args: tuple[Any, ...] | dict[str, Any]) -> int:
+        with self._lock:
+            cursor = self._db.execute(sql, args)
+            return cursor.lastrowid or 0
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Exchange]:
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [Exchange(*row) for row in rows]
+
+    # -- writing --------------------------------------------------------------------------
+
+    def start(self, **values: Any) -> int:
+        """Insert an exchange that is being sent (status `streaming`); returns its id."""
+        values = {"status": "streaming", "started": time.time(), **values}
+        names = ", ".join(values)
+        marks = ", ".join(f":{name}" for name in values)
+        return self._write(f"INSERT INTO exchanges ({names}) VALUES ({marks})", values)
+
+    def finish(self, row: int, **values: Any) -> None:
+        """Set how exchange `row` ended, in one UPDATE."""
+        values = {"finished": time.time(), **values}
+        sets = ", ".join(f"{name} = :{name}" for name in values)
+        self._write(f"UPDATE exchanges SET {sets} WHERE id = :row_id", {**values, "row_id": row})
+
+    def abandon(self, notebook: str, session: str) -> int:
+        """Mark exchanges other kernels of `notebook` left `streaming` as `incomplete`."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE exchanges SET status = 'incomplete', "
+                "error = 'the kernel stopped before the reply finished' "
+                "WHERE notebook = ? AND session <> ? AND status = 'streaming'",
+                (notebook, session),
+            )
+            return cursor.rowcount
+
+    # -- reading --------------------------------------------------------------------------
+
+    def recent(self, notebook: str, limit: int) -> list[Exchange]:
+        """The notebook's last `limit` exchanges, oldest first."""
+        rows = self._read(
+            f"SELECT {COLUMNS} FROM exchanges WHERE notebook = ? ORDER BY id DESC LIMIT ?",
+            (notebook, limit),
+        )
+        return rows[::-1]
+
+    def conversations(self, notebook: str, session: str) -> dict[str, list[Exchange]]:
+        """Each conversation of `notebook` as earlier kernels (not `session`) left it."""
+        last = self._read(
+            f"SELECT {COLUMNS} FROM exchanges WHERE id IN (SELECT MAX(id) FROM exchanges "
+            "WHERE notebook = ? AND session <> ? AND kept = 1 GROUP BY conversation) ORDER BY id",
+            (notebook, session),
+        )
+        out: dict[str, list[Exchange]] = {}
+        for row in last:
+            ids = [*row.context_ids, row.id]
+            marks = ", ".join("?" * len(ids))
+            found = {
+                r.id: r
+                for r in self._read(
+                    f"SELECT {COLUMNS} FROM exchanges WHERE id IN ({marks})", tuple(ids)
+                )
+            }
+            out[row.conversation] = [found[i] for i in ids if i in found and found[i].kept]
+        return out
+
+    def totals(self, notebook: str, session: str | None = None) -> Totals:
+        """Token and cost sums for a notebook, or for one kernel session of it."""
+        where: str = "notebook = ?"
+        args: tuple[str, ...] = (notebook,)
+        if session is not None:
+            where += " AND session = ?"
+            args = (notebook, session)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), "
+                "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), SUM(cost), "
+                "SUM(total_tokens IS NOT NULL AND cost IS NULL), SUM(total_tokens IS NULL) "
+                f"FROM exchanges WHERE {where}",
+                args,
+            ).fetchone()
+        return Totals(row[0], row[1], row[2], row[3], row[4], row[5] or 0, row[6] or 0)
