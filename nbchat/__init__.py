@@ -12,6 +12,19 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_ipython_extension", "panel", "unload_ipython_extension"]
 
 
+def __getattr__(name: str) -> Any:
+    """`nbchat.map` and `nbchat.compare`, imported on first use (nothing heavy at import)."""
+    if name == "map":
+        from .batch import map
+
+        return map
+    if name == "compare":
+        from .comparison import compare
+
+        return compare
+    raise AttributeError(f"module 'nbchat' has no attribute {name!r}")
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register `%%chat` / `%chat`; loading twice keeps the first registration."""
     from .magics import ChatMagics

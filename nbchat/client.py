@@ -32,7 +32,7 @@ from .types import Reply, Secret, Usage
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ChatClient", "ChatStream", "RetryNotice", "retry_delay"]
+__all__ = ["ChatClient", "ChatStream", "RetryNotice", "parse_completion", "retry_delay"]
 
 
 class ChatClient:
@@ -105,19 +105,7 @@ class ChatClient:
         response = self._send(body, Retries(on_retry, self.max_retries + 1), stream=False)
         latency = time.perf_counter() - started
         try:
-            data = response.json()
-            choice = (data.get("choices") or [{}])[0]
-            message = choice.get("message") or {}
-            usage = data.get("usage")
-            return Reply(
-                text=message.get("content") or message.get("refusal") or "",
-                model=data.get("model") or payload.get("model", ""),
-                usage=Usage.from_api(usage) if usage else None,
-                finish_reason=choice.get("finish_reason"),
-                latency=latency,
-                system_fingerprint=data.get("system_fingerprint"),
-                request=body,
-            )
+            return parse_completion(response.json(), body, latency)
         except (ValueError, AttributeError, TypeError, IndexError) as exc:
             raise self._redacted(
                 NbChatError(f"the server sent a malformed reply ({exc})")
@@ -211,3 +199,22 @@ class ChatClient:
 
     def _status_error(self, response: httpx.Response, model: str | None) -> NbChatError:
         return self._redacted(status_error(response, model, self.base_url))
+
+
+def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> Reply:
+    """A Reply from a `chat.completion` object (also the body of a Batch API output line).
+
+    Raises ValueError/AttributeError/TypeError/IndexError when `data` has another shape.
+    """
+    choice = (data.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    usage = data.get("usage")
+    return Reply(
+        text=message.get("content") or message.get("refusal") or "",
+        model=data.get("model") or body.get("model", ""),
+        usage=Usage.from_api(usage) if usage else None,
+        finish_reason=choice.get("finish_reason"),
+        latency=latency,
+        system_fingerprint=data.get("system_fingerprint"),
+        request=body,
+    )

@@ -21,6 +21,7 @@ from .config import ChatSettings
 from .errors import NbChatError, OptionError
 from .login import LoginCommand
 from .memory_commands import MemoryCommands
+from .multimagics import MultiModelCommands
 from .params import RequestDefaults
 
 if TYPE_CHECKING:
@@ -81,7 +82,13 @@ def _switch(flag: str, value: bool, help: str) -> Any:
 
 @magics_class
 class ChatMagics(
-    Magics, ChatSettings, RequestDefaults, ConversationCommands, MemoryCommands, LoginCommand
+    Magics,
+    ChatSettings,
+    RequestDefaults,
+    ConversationCommands,
+    MemoryCommands,
+    LoginCommand,
+    MultiModelCommands,
 ):
     """Talk to an OpenAI-compatible chat model from a notebook."""
 
@@ -180,6 +187,7 @@ class ChatMagics(
         help="expand {name} and {expression} from the namespace",
     )
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
+    @argument("--compare", metavar="MODELS", help="models side by side, e.g. gpt-4o,llama3")
     @argument("words", nargs="*", help="%%chat COMMAND or a one-line question")
     @no_var_expand
     @line_cell_magic
@@ -243,6 +251,9 @@ class ChatMagics(
             if args.out:
                 self._user_ns[args.out] = body
             return
+        models = self._compare_models(args)  # several models: nbchat.multimagics
+        if models:
+            return self._compare(request, models, args, settings)
         view: Any = LiveMarkdown(interval=settings.update_interval, live=self._live())
         if request.json is not None:
             from .structured import JsonView
@@ -286,6 +297,7 @@ class ChatMagics(
         A question without flags is sent exactly as typed (quotes, `$`, braces).
         """
         words = line.split()
+        self._line_args = args  # flags given before the command word (%chat -o x map ...)
         if not words:
             return self._cmd_help([])
         command = getattr(self, f"_cmd_{words[0]}", None)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from . import mockbatch
 from .mockfaults import FailureCounter, error_body, wait_until_gone
 
 __all__ = [
@@ -315,6 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         mock.requests.append(Received(self.command, path, headers, body))
         if mock.api_key is not None and headers.get("authorization") != f"Bearer {mock.api_key}":
             return self._json(401, error_body(401, echo=_echo(body, headers)))
+        # Batch API (/v1/files, /v1/batches) and rate-limit mode live in nbchat.mockbatch.
+        if mockbatch.route(self, mock, path, raw, headers):
+            return
         if (self.command, path) == ("GET", "/v1/models"):
             data = [
                 {"id": m, "object": "model", "created": 1700000000, "owned_by": o}

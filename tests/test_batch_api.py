@@ -1,0 +1,137 @@
+"""`nbchat.map(..., batch="api")` end to end against the mock server's Batch API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import nbchat
+from nbchat.batch_api import run_batch
+from nbchat.client import ChatClient
+from nbchat.errors import NbChatError
+from nbchat.mockbatch import MockExtras
+from nbchat.mockserver import MockServer
+from nbchat.pricing import estimate_cost
+from nbchat.progress import Tally
+from nbchat.results import BatchInterrupted
+
+from .conftest import TEST_KEY, run
+from .openapi import validator
+from .test_batch import expected, fresh_extras, interrupt_when, sent_prompts
+from .test_compare import magics_of
+
+
+@pytest.fixture
+def mock(server: MockServer) -> Iterator[MockExtras]:
+    yield from fresh_extras(server)
+
+
+def api_calls(server) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in server.requests if r.path != "/v1/chat/completions"]
+
+
+def test_batch_api_end_to_end_with_failed_lines(ip, server, mock):
+    mock.fail = {"nbchat-2": 400}  # the server refuses this line's request
+    mock.expire = {"nbchat-4"}  # and never gets to this one
+    items = [f"item {i}" for i in range(6)]
+    results = nbchat.map("Say {}", items, batch="api", poll_interval=0.01)
+
+    ok = [0, 1, 3, 5]
+    assert [r.index for r in results if r.ok] == ok
+    assert [results[i].text for i in ok] == [expected(f"Say item {i}") for i in ok]
+    assert results[2].error == "400 Failed by the mock (fail list)."
+    assert results[4].error.startswith("batch_expired: This request could not be executed")
+    assert results[2].text is None and results[4].reply is None
+    for i in ok:  # the Batch API costs half the list price
+        reply = results[i].reply
+        assert reply.cost == pytest.approx(estimate_cost("gpt-4o-mini", reply.usage) / 2)
+        assert reply.usage.completion_tokens > 0
+
+    calls = api_calls(server)
+    assert calls[:2] == [("POST", "/v1/files"), ("POST", "/v1/batches")]
+    create = next(r.body for r in server.requests if r.path == "/v1/batches")
+    assert not list(validator("CreateBatchRequest").iter_errors(create))
+    assert create["endpoint"] == "/v1/chat/completions" and create["completion_window"] == "24h"
+    polls = [c for c in calls if c[0] == "GET" and c[1].startswith("/v1/batches/")]
+    assert len(polls) >= 4  # validating -> in progress (x3) -> finalizing -> completed
+    downloads = [c for c in calls if c[1].endswith("/content")]
+    assert len(downloads) == 2  # the output file and the error file
+    upload = next(r for r in server.requests if r.path == "/v1/files")
+    assert upload.headers["content-type"].startswith("multipart/form-data")
+    assert upload.headers["authorization"] == f"Bearer {TEST_KEY}"
+
+    # what was uploaded: one BatchRequestInput per item, custom_id naming the item
+    file_id = create["input_file_id"]
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+    content = httpx.get(f"{server.url}/files/{file_id}/content", headers=headers).text
+    lines = [json.loads(line) for line in content.splitlines()]
+    assert [line["custom_id"] for line in lines] == [f"nbchat-{i}" for i in range(6)]
+    assert all(line["method"] == "POST" and line["url"] == "/v1/chat/completions" for line in lines)
+    assert [line["body"]["messages"][-1]["content"] for line in lines] == [
+        f"Say {item}" for item in items
+    ]
+    # the mock answers in the official shapes
+    batch_id = polls[-1][1].rsplit("/", 1)[1]
+    batch = httpx.get(f"{server.url}/batches/{batch_id}", headers=headers).json()
+    assert not list(validator("Batch").iter_errors(batch))
+    assert batch["request_counts"] == {"total": 6, "completed": 4, "failed": 2}
+    meta = httpx.get(f"{server.url}/files/{file_id}", headers=headers).json()
+    assert not list(validator("OpenAIFile").iter_errors(meta))
+    assert meta["purpose"] == "batch" and meta["bytes"] == len(content.encode())
+
+
+def test_a_line_that_fails_on_the_server_lands_in_the_error_file(ip, server, mock):
+    results = nbchat.map("Hi {}", ["a", "b"], model="gpt-4o-mini@bogus=1", batch="api",
+                         poll_interval=0.01)  # fmt: skip
+    assert [r.error for r in results] == ["400 Unknown mock option 'bogus'."] * 2
+    downloads = [c for c in api_calls(server) if c[1].endswith("/content")]
+    assert len(downloads) == 1  # no output file at all: only the error file
+
+
+def test_a_batch_the_server_refuses_is_one_clear_error(ip, server, mock):
+    magics = magics_of(ip)
+    client = magics.session.client(magics.settings())
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    refused = r"failed: The custom_id 'nbchat-0' is used more than once. \(line 2\)"
+    with pytest.raises(NbChatError, match=refused):
+        run_batch(client, [(0, body), (0, body)], lambda *a: None, tally=Tally(2),
+                  show=lambda: None, poll_interval=0.01)  # fmt: skip
+
+
+def test_a_server_without_a_batch_api_says_so():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"error": {"message": "Not Found"}})
+
+    client = ChatClient(base_url="http://local.test/v1", transport=httpx.MockTransport(handler))
+    with pytest.raises(NbChatError, match=r"http://local.test/v1 has no Batch API"):
+        run_batch(client, [(0, {"model": "m", "messages": []})], lambda *a: None,
+                  tally=Tally(1), show=lambda: None)  # fmt: skip
+
+
+def test_interrupted_polling_resumes_the_same_batch(ip, server, mock):
+    items = ["a", "b", "c"]
+    polled = lambda: any(r.path.startswith("/v1/batches/") for r in server.requests)  # noqa: E731
+    fired = interrupt_when(polled)
+    with pytest.raises(BatchInterrupted) as info:
+        nbchat.map("Hi {}", items, batch="api", poll_interval=0.5)
+    assert fired.is_set()
+    assert "keeps running on the server" in str(info.value)
+    assert all(r.error == "interrupted" for r in info.value.results)
+
+    server.clear()
+    results = nbchat.map("Hi {}", items, batch="api", poll_interval=0.01)
+    assert results.texts == [expected(f"Hi {i}") for i in items]
+    calls = api_calls(server)
+    assert ("POST", "/v1/files") not in calls and ("POST", "/v1/batches") not in calls
+    assert sent_prompts(server) == [f"Hi {i}" for i in items]  # each line ran once
+
+
+def test_percent_chat_map_with_batch_api(ip, server, mock):
+    ip.user_ns["names"] = ["ann", "bob"]
+    result, captured = run(ip, "%chat map names Hi {} --batch api --poll-interval 0.01 -o out")
+    assert result.error_in_exec is None
+    assert ip.user_ns["out"].texts == [expected("Hi ann"), expected("Hi bob")]
+    assert "gpt-4o-mini (Batch API): 2/2 done" in captured.stdout
