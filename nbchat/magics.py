@@ -36,6 +36,8 @@ LINE_HELP = """\
 %chat reset [NAME]             forget a conversation (default: 'default'; its system prompt stays)
 %chat history [NAME]           show a conversation so far
 %chat panel                    a chat panel on the same conversation (widgets)
+%%chat -m A,B                  compare models side by side; %chat pick N keeps reply N
+%chat map ITEMS TEMPLATE       one request per item, concurrently (nbchat.map)
 %chat models                   the models the server offers (GET /models)
 %chat resume                   after a kernel restart: restore the notebook's conversations
 %chat log [N]                  the notebook's last N exchanges from the record
