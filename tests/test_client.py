@@ -191,7 +191,7 @@ def test_connect_error_is_retried_then_reported():
     ("status", "error", "text"),
     [
         (401, AuthenticationError, "OPENAI_API_KEY"),
-        (404, NotFoundError, "%chat models"),
+        (404, NotFoundError, "ChatMagics.base_url ends in /v1"),
         (400, BadRequestError, "context_length_exceeded happened"),
     ],
 )
@@ -301,7 +301,15 @@ def test_retry_statuses_and_not_others():
         (408, True),
         (409, True),
         (500, True),
+        (502, True),
+        (503, True),
+        (504, True),
+        (507, True),
+        (511, True),
         (524, True),
+        (599, True),
+        (501, False),  # Not Implemented: the same answer every time
+        (505, False),  # HTTP Version Not Supported: likewise
         (401, False),
         (400, False),
         (404, False),
@@ -401,3 +409,78 @@ def test_close_cancels_a_retry_wait():
     with pytest.raises(RateLimitError):  # the session turns this into Interrupted
         list(stream)
     assert len(notices) == 1 and notices[0][1] == 100.0
+
+
+# -- 404: the model or the path ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "shown"),
+    [
+        (  # OpenAI, and the mock server's status=404
+            httpx.Response(
+                404,
+                json={
+                    "error": {
+                        "message": "The model `gpt-4o-mini` does not exist",
+                        "code": "model_not_found",
+                    }
+                },
+            ),
+            "404 model 'gpt-4o-mini' not found at http://mock.test/v1: The model",
+        ),
+        (  # Ollama, for a model it has not pulled
+            httpx.Response(404, json={"error": {"message": 'model "llama9" not found'}}),
+            "404 model 'gpt-4o-mini' not found",
+        ),
+        (  # Ollama without /v1 in base_url
+            httpx.Response(404, text="404 page not found\n"),
+            "404 not found at http://mock.test/v1/chat/completions: 404 page not found",
+        ),
+        (  # vLLM (FastAPI) without /v1
+            httpx.Response(404, json={"detail": "Not Found"}),
+            "404 not found at http://mock.test/v1/chat/completions: Not Found",
+        ),
+    ],
+)
+def test_404_blames_the_model_only_when_the_server_says_so(response, shown):
+    with pytest.raises(NotFoundError) as info:
+        list(make(lambda r: response).stream(PAYLOAD))
+    message, hint = info.value.message, info.value.hint or ""
+    assert message.startswith(shown)
+    if "model '" in shown:
+        assert "%chat models" in hint
+    else:
+        assert "model" not in message and "ChatMagics.base_url ends in /v1" in hint
+
+
+# -- error pages ---------------------------------------------------------------------------
+
+NGINX_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+UNTITLED = (
+    "<!DOCTYPE html><html><head><style>body { color: red }</style></head><body>\n"
+    "<h1>Upstream   timed out</h1>\n<p>Try again &amp; again.</p>\n"
+    "<script>var x = 1;</script></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "shown"),
+    [
+        (NGINX_502, {"content-type": "text/html"}, "502 server error: 502 Bad Gateway"),
+        (UNTITLED, {}, "502 server error: Upstream timed out Try again & again."),
+        ("<html><body>" + "word " * 100 + "</body></html>", {}, "502 server error: word word"),
+        ("", {}, "502 server error: Bad Gateway"),  # the reason phrase
+    ],
+)
+def test_an_html_error_page_is_one_line(body, headers, shown):
+    client = make(lambda r: httpx.Response(502, text=body, headers=headers), max_retries=0)
+    with pytest.raises(NbChatError) as info:
+        list(client.stream(PAYLOAD))
+    message = info.value.message
+    assert message.startswith(shown) and "\n" not in message and "<" not in message
+    assert len(message) <= 230
