@@ -6,10 +6,15 @@ only before the first token arrives (also when a stream breaks before any
 text): nothing was shown yet, so trying again cannot duplicate text. After
 that a failure keeps the partial reply and is reported, never silently repeated.
 The rules themselves (statuses, delays, messages) live in `failures`.
+
+Errors are raised outside `except` blocks, so none chains an httpx exception
+(whose request headers carry the key); a copy without the request is chained
+as `__cause__` instead, for tracebacks outside IPython.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,9 +30,10 @@ from .failures import (
     redact_error,
     retry_delay,
     status_error,
+    trail,
 )
-from .stream import ChatStream
-from .types import Reply, Secret, Usage
+from .stream import ChatStream, parse_completion
+from .types import Reply, Secret
 
 if TYPE_CHECKING:
     import httpx
@@ -59,6 +65,9 @@ class ChatClient:
         self._transport = transport
         self._sleep = sleep  # None: wait on the request's cancel event (tests inject their own)
         self._http: httpx.Client | None = None
+        #: False once the server refused `stream_options` (a 400 naming it): streams are
+        #: then sent without it, and their usage is not reported.
+        self.stream_options = True
 
     def __repr__(self) -> str:
         return f"ChatClient(base_url={self.base_url!r}, api_key={self.api_key!r})"
@@ -107,29 +116,30 @@ class ChatClient:
         try:
             return parse_completion(response.json(), body, latency)
         except (ValueError, AttributeError, TypeError, IndexError) as exc:
-            raise self._redacted(
-                NbChatError(f"the server sent a malformed reply ({exc})")
-            ) from None
+            problem = str(exc)  # a JSONDecodeError holds the whole body (echoes and all)
+        raise self._redacted(NbChatError(f"the server sent a malformed reply ({problem})"))
 
     def list_models(self) -> list[dict[str, Any]]:
         """GET {base_url}/models: the `data` list, as the server sent it."""
         import httpx
 
         url = f"{self.base_url}/models"
+        failed: httpx.HTTPError | None = None
         try:
             response = self.http.get(url)
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
+            failed = exc
+        if failed is not None:
+            raise self._transport_error(failed)
         if response.status_code >= 400:
             raise self._status_error(response, None)
-        try:
+        data: Any = None
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             data = response.json()["data"]
-            if not isinstance(data, list):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
+        if not isinstance(data, list):
             raise NbChatError(
                 f"{url} did not answer with a model list", hint="this server may not list models"
-            ) from None
+            )
         return data
 
     # -- plumbing -----------------------------------------------------------------
@@ -139,14 +149,19 @@ class ChatClient:
         import httpx
 
         url = f"{self.base_url}/chat/completions"
+        if stream and not self.stream_options:
+            body = {k: v for k, v in body.items() if k != "stream_options"}
         while True:
+            failed: httpx.HTTPError | None = None
             try:
                 request = self.http.build_request("POST", url, json=body)
                 response = self.http.send(request, stream=stream)
             except httpx.HTTPError as exc:
-                if self._retry(retries, describe_transport_error(exc), None):
+                failed = exc
+            if failed is not None:  # handled here, out of the except block (see above)
+                if self._retry(retries, describe_transport_error(failed), None):
                     continue
-                raise self._transport_error(exc) from None
+                raise self._transport_error(failed)
             if response.status_code < 400:
                 return response
             response.read()
@@ -154,7 +169,20 @@ class ChatClient:
             status = response.status_code
             if status in RETRY_STATUSES and self._retry(retries, describe_status(status), response):
                 continue
+            if stream and self._refuses_stream_options(body, response):
+                body = {k: v for k, v in body.items() if k != "stream_options"}
+                continue
             raise self._status_error(response, body.get("model"))
+
+    def _refuses_stream_options(self, body: dict[str, Any], response: httpx.Response) -> bool:
+        """A 400/422 naming `stream_options` (some older OpenAI-compatible servers refuse
+        it): the caller sends once more without it, and so does every later stream."""
+        if "stream_options" not in body or response.status_code not in (400, 422):
+            return False
+        if "stream_options" not in response.text:
+            return False
+        self.stream_options = False
+        return True
 
     def _retry(self, retries: Retries, reason: str, response: httpx.Response | None) -> bool:
         """Announce and wait out the delay before the next attempt.
@@ -180,41 +208,23 @@ class ChatClient:
         import httpx
 
         if isinstance(exc, httpx.TimeoutException):
-            return self._timeout_error()
-        return self._redacted(
-            TransportError(
-                f"cannot reach {self.base_url}: {describe_transport_error(exc)}",
-                hint="check ChatMagics.base_url and that the server is running",
-            )
+            return self._timeout_error(exc)
+        error = TransportError(
+            f"cannot reach {self.base_url}: {describe_transport_error(exc)}",
+            hint="check ChatMagics.base_url and that the server is running",
         )
+        error.__cause__ = trail(exc, self.api_key)
+        return self._redacted(error)
 
-    def _timeout_error(self) -> NbChatError:
-        return self._redacted(
-            TransportError(
-                f"no response in {self.timeout:g} s (ChatMagics.timeout)",
-                hint=f"{self.base_url} did not answer in time; for a slow model raise it, "
-                "e.g. %config ChatMagics.timeout = 180",
-            )
+    def _timeout_error(self, exc: Exception | None = None) -> NbChatError:
+        error = TransportError(
+            f"no response in {self.timeout:g} s (ChatMagics.timeout)",
+            hint=f"{self.base_url} did not answer in time; for a slow model raise it, "
+            "e.g. %config ChatMagics.timeout = 180",
         )
+        if exc is not None:
+            error.__cause__ = trail(exc, self.api_key)
+        return self._redacted(error)
 
     def _status_error(self, response: httpx.Response, model: str | None) -> NbChatError:
         return self._redacted(status_error(response, model, self.base_url))
-
-
-def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> Reply:
-    """A Reply from a `chat.completion` object (also the body of a Batch API output line).
-
-    Raises ValueError/AttributeError/TypeError/IndexError when `data` has another shape.
-    """
-    choice = (data.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    usage = data.get("usage")
-    return Reply(
-        text=message.get("content") or message.get("refusal") or "",
-        model=data.get("model") or body.get("model", ""),
-        usage=Usage.from_api(usage) if usage else None,
-        finish_reason=choice.get("finish_reason"),
-        latency=latency,
-        system_fingerprint=data.get("system_fingerprint"),
-        request=body,
-    )

@@ -7,7 +7,7 @@ The family::
     ├── OptionError             a %%chat flag or value is refused before anything is sent
     ├── APIError                the server answered with an HTTP error
     │   ├── AuthenticationError 401 / 403
-    │   ├── NotFoundError       404 (usually an unknown model)
+    │   ├── NotFoundError       404: an unknown model, or a path (base_url without /v1)
     │   ├── RateLimitError      429 after the retries ran out
     │   ├── BadRequestError     400 / 422 (e.g. context too long): server's words verbatim
     │   └── ServerError         5xx after the retries ran out
@@ -91,7 +91,8 @@ class AuthenticationError(APIError):
 
 
 class NotFoundError(APIError):
-    """404: usually a model name the server does not know."""
+    """404: a model the server does not know, or (its error not naming a model) a path
+    it does not serve, most often because base_url lacks its /v1."""
 
 
 class RateLimitError(APIError):

@@ -10,8 +10,10 @@ rules read in one place and are tested without a connection.
 from __future__ import annotations
 
 import email.utils
+import html
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -41,15 +43,20 @@ __all__ = [
     "RetryNotice",
     "describe_status",
     "describe_transport_error",
+    "one_line",
+    "page_text",
     "redact_error",
     "retry_delay",
     "server_message",
     "server_text",
     "status_error",
+    "trail",
 ]
 
-#: Statuses worth another try: timeout, conflict, rate limit, server errors (Cloudflare 52x too).
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
+#: Statuses worth another try: timeout, conflict, rate limit and every server error (as
+#: OpenAI's SDK does; Cloudflare's 52x too) except 501 Not Implemented and 505 HTTP Version
+#: Not Supported, which say the same again however often they are asked.
+RETRY_STATUSES = frozenset({408, 409, 429}) | (frozenset(range(500, 600)) - {501, 505})
 #: A server asking for a longer wait than this gets our own backoff instead.
 MAX_RETRY_AFTER = 120.0
 #: Called before each retry with (reason, delay in s, next attempt number, attempts in all).
@@ -131,13 +138,37 @@ def describe_transport_error(exc: Exception) -> str:
 
 
 def server_message(response: httpx.Response) -> tuple[str, Any]:
-    """The server's own `error.message` (OpenAI shape), or the start of its body."""
+    """The server's own `error.message` (OpenAI shape), or its body on one line."""
     try:
         body = response.json()
     except ValueError:
-        text = response.text.strip()
-        return (text[:200] or response.reason_phrase or "error"), None
+        return (page_text(response) or response.reason_phrase or "error"), None
     return server_text(body) or response.reason_phrase or "error", body
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_UNSEEN = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def page_text(response: httpx.Response) -> str:
+    """A body that is not JSON, on one line: an HTML page's <title> (a proxy's "502 Bad
+    Gateway" page), else its visible text; plain text as it is."""
+    text = response.text
+    if "html" in response.headers.get("content-type", "") or text.lstrip()[:1] == "<":
+        title = _TITLE.search(text)
+        if title and title.group(1).strip():
+            text = title.group(1)
+        else:
+            text = _TAG.sub(" ", _UNSEEN.sub(" ", text))
+        text = html.unescape(text)
+    return one_line(text)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """`text` with its whitespace collapsed to single spaces, cut to `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def server_text(body: Any) -> str:
@@ -159,9 +190,13 @@ def status_error(response: httpx.Response, model: str | None, base_url: str) -> 
     if status in (401, 403):
         kind, hint = AuthenticationError, KEY_HINT
     elif status == 404:
-        kind, hint = NotFoundError, "see %chat models for the models this server has"
-        what = f"model {model!r} not found at {base_url}" if model else f"not found at {base_url}"
-        message = f"{what}: {message}"
+        kind = NotFoundError
+        if model and _about_model(body, message):
+            hint = "see %chat models for the models this server has"
+            message = f"model {model!r} not found at {base_url}: {message}"
+        else:  # most often a base_url without its /v1: the server has no such path
+            hint = "check that ChatMagics.base_url ends in /v1 (or the server's API prefix)"
+            message = f"not found at {_url(response, base_url)}: {message}"
     elif status == 429:
         kind, message = RateLimitError, f"rate limited: {message}"
     elif status >= 500:
@@ -169,6 +204,30 @@ def status_error(response: httpx.Response, model: str | None, base_url: str) -> 
     elif status in (400, 422):
         kind = BadRequestError  # the server's words verbatim (e.g. context too long)
     return kind(f"{status} {message}", status_code=status, body=body, hint=hint)
+
+
+def _about_model(body: Any, message: str) -> bool:
+    """Whether a 404 says the model is unknown (rather than the path)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code == "model_not_found" or "model" in message.lower()
+
+
+def _url(response: httpx.Response, base_url: str) -> str:
+    try:
+        return str(response.request.url)
+    except RuntimeError:  # a response built without its request
+        return base_url
+
+
+def trail(exc: BaseException, key: Secret | None) -> BaseException:
+    """A stand-in for `exc` to chain as the cause of our error, for debugging: its type
+    and words (the key masked), without its request, whose headers hold the key."""
+    text = key.redact(str(exc)) if key else str(exc)
+    try:
+        return type(exc)(text)
+    except Exception:  # a constructor that wants more than a message
+        return Exception(f"{type(exc).__name__}: {text}")
 
 
 def redact_error(error: NbChatError, key: Secret | None) -> NbChatError:

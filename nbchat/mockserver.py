@@ -102,6 +102,7 @@ class Options:
     stream_error: int | None = None  # send an {"error": ...} event after K content chunks
     stall: bool = False  # send the headers, then nothing until the client goes away
     echo_key: bool = False  # error messages repeat the Authorization header (a leak to redact)
+    linger: bool = False  # after [DONE], hold the body open until the client goes away
 
     @property
     def faulty(self) -> bool:
@@ -159,6 +160,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "stream_error": _checked(int, lambda x: x >= 0),
     "stall": lambda v: _FLAGS[v.lower()],
     "echo_key": lambda v: _FLAGS[v.lower()],
+    "linger": lambda v: _FLAGS[v.lower()],
 }
 
 
@@ -287,6 +289,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     mock: MockServer
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.mock.connections += 1  # one accepted connection (called from one thread)
+        super().process_request(request, client_address)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client hanging up (a stopped reply, a killed kernel) is normal here."""
         import sys
@@ -299,6 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes /v1 requests; HTTP/1.1 with chunked streams, like real servers."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as real servers do: small writes go out at once
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: test output should not fill with access logs."""
@@ -447,11 +454,13 @@ class _Handler(BaseHTTPRequestHandler):
         pre, post = event(chunk({"content": mark}, None)).split(json.dumps(mark))
         buf: list[str] = []
 
-        def flush() -> None:
+        def flush(end: bool = False) -> None:
+            """Send what is buffered; `end` adds the last chunk, in the same write."""
             data = "".join(buf).encode()
             buf.clear()
-            if data:  # an empty chunk would end the body
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            out = b"%x\r\n%s\r\n" % (len(data), data) if data else b""  # b"0..." would end
+            if out or end:
+                self.wfile.write(out + b"0\r\n\r\n" if end else out)
                 self.wfile.flush()
 
         def send(text: str, force: bool = False) -> None:
@@ -473,8 +482,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # no final chunk: the body is incomplete
                 return
             if fault == "stream_error":
-                send(event(error_body(500, echo=echo)), force=True)
-                self.wfile.write(b"0\r\n\r\n")
+                send(event(error_body(500, echo=echo)))
+                flush(end=True)
                 return
             if fault == "malformed":
                 send('data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "\n\n')
@@ -485,8 +494,12 @@ class _Handler(BaseHTTPRequestHandler):
                 last = chunk({}, finish)
                 last.update(usage=usage, choices=last["choices"] if opts.choices_on_usage else [])
                 send(event(last))
-            send("data: [DONE]\n\n", force=True)
-            self.wfile.write(b"0\r\n\r\n")
+            send("data: [DONE]\n\n")
+            flush(end=not opts.linger)
+            if opts.linger:  # a server that never ends the body
+                assert isinstance(self.server, _Server)
+                wait_until_gone(self.connection, self.server.mock.stopping)
+                self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away mid-stream
 
@@ -518,6 +531,7 @@ class MockServer:
         self.api_key = api_key
         self.defaults = Options(chunks=chunks, delay=delay, ttft=ttft)
         self.requests = RequestLog()
+        self.connections = 0  # TCP connections accepted (kept-alive ones count once)
         self.failures = FailureCounter()
         self.stopping = threading.Event()  # ends stalled streams when the server stops
         self._httpd = _Server((host, port), _Handler)  # bind now: .url is known at once
@@ -549,8 +563,9 @@ class MockServer:
         self._httpd.server_close()
 
     def clear(self) -> None:
-        """Forget the recorded requests and how often each fault already struck."""
+        """Forget the recorded requests, connections and how often each fault already struck."""
         self.requests.clear()
+        self.connections = 0
         self.failures.clear()
 
     def __enter__(self) -> MockServer:

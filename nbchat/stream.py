@@ -3,6 +3,9 @@
 Counts what arrived (text, usage, timings), retries through its client while no
 text has arrived, and turns a stream that breaks after text into a StreamError
 carrying the partial reply. `close()` stops it at once from any thread.
+
+Errors are raised outside `except` blocks, so they chain no httpx exception:
+those hold the request, whose headers carry the key.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbChatError, StreamError, TransportError
-from .failures import Retries, RetryNotice, server_text
+from .failures import Retries, RetryNotice, server_text, trail
 from .sse import iter_events
 from .types import Reply, Usage
 
@@ -25,7 +28,14 @@ if TYPE_CHECKING:
 
     from .client import ChatClient
 
-__all__ = ["ChatStream"]
+__all__ = ["ChatStream", "parse_completion"]
+
+#: After `[DONE]` the rest of the body (normally only the end of the chunked
+#: encoding) is read so the connection goes back to httpx's pool; a server that
+#: sends more than this many bytes, or holds the body open longer than
+#: DRAIN_SECONDS, loses the connection instead.
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 0.5
 
 
 class _Broken(Exception):
@@ -38,10 +48,11 @@ class _Broken(Exception):
         "malformed": "malformed event",
     }
 
-    def __init__(self, kind: str, detail: str = "") -> None:
+    def __init__(self, kind: str, detail: str = "", exc: Exception | None = None) -> None:
         super().__init__(kind)
         self.kind = kind
         self.detail = detail
+        self.exc = exc  # the httpx error behind it, if any
 
 
 class ChatStream:
@@ -90,21 +101,33 @@ class ChatStream:
         client = self._client
         while True:
             response = client._send(self.payload, self._retries, stream=True)
+            if not client.stream_options and "stream_options" in self.payload:
+                self.payload = _without(self.payload, "stream_options")  # as it was sent
             self._response = response
+            broken: _Broken | None = None
             try:
                 if self._closed:  # stopped while the request was on its way
                     return
-                yield from self._read(response)
-                break
-            except _Broken as broken:
-                if self._parts or not client._retry(
-                    self._retries, _Broken.WORDS[broken.kind], None
-                ):
-                    raise self._failure(broken) from None
-                self.usage = self.finish_reason = self.fingerprint = None
+                if _is_json(response):  # the server ignored "stream": one whole completion
+                    yield from self._whole(response)
+                else:
+                    yield from self._read(response)
+            except _Broken as exc:
+                broken = exc
             finally:
                 response.close()
+            if broken is None:
+                break
+            # Out of the except block: the error raised chains nothing (see the docstring).
+            if self._parts or not client._retry(self._retries, _Broken.WORDS[broken.kind], None):
+                raise self._failure(broken)
+            self.usage = self.finish_reason = self.fingerprint = None
         self._reply = self.build_reply(self.finish_reason)
+
+    def _broken(self, kind: str, detail: str) -> _Broken:
+        """A _Broken whose detail (the server's words) has the key masked."""
+        key = self._client.api_key
+        return _Broken(kind, key.redact(detail) if key else detail)
 
     def _read(self, response: httpx.Response) -> Iterator[str]:
         import httpx
@@ -112,34 +135,86 @@ class ChatStream:
         parts = self._parts
         loads = json.loads
         perf = time.perf_counter
+        chunks = response.iter_bytes()
         try:
-            for event in iter_events(response.iter_bytes()):
+            for event in iter_events(chunks):
                 data = event.data
                 if data == "[DONE]":
+                    self._drain(response, chunks)
                     return
                 try:
                     content = self._take(loads(data))
                 except (ValueError, TypeError, AttributeError, KeyError, IndexError):
-                    raise _Broken("malformed", repr(data[:80])) from None
+                    raise self._broken("malformed", repr(data[:80])) from None
                 if content:
                     if self.ttft is None:
                         self.ttft = perf() - self.started
                     parts.append(content)
                     yield content
-        except httpx.TimeoutException:
-            raise _Broken("timeout") from None
-        except httpx.HTTPError:
-            raise _Broken("closed") from None
+        except httpx.TimeoutException as exc:
+            raise _Broken("timeout", exc=exc) from None
+        except httpx.HTTPError as exc:
+            raise _Broken("closed", exc=exc) from None
         if self.finish_reason is None:
             raise _Broken("closed")
 
+    def _drain(self, response: httpx.Response, chunks: Iterator[bytes]) -> None:
+        """Read the body to its end, so httpx keeps the connection for the next request
+        (a new one costs a TCP and TLS handshake); give up past DRAIN_BYTES or DRAIN_SECONDS.
+
+        The time limit is a timer that shuts the socket down, as `close()` does from
+        another thread; the reply is complete either way.
+        """
+        import httpx
+
+        timer = None
+        if _socket(response) is not None:
+            timer = threading.Timer(DRAIN_SECONDS, _shutdown, (response,))
+            timer.daemon = True
+            timer.start()
+        drained = 0
+        try:
+            for chunk in chunks:
+                drained += len(chunk)
+                if drained > DRAIN_BYTES:
+                    return
+        except httpx.HTTPError:
+            return
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _whole(self, response: httpx.Response) -> Iterator[str]:
+        """A complete `chat.completion` answering a streaming request: its text at once."""
+        import httpx
+
+        try:
+            data = json.loads(response.read())
+        except httpx.TimeoutException as exc:
+            raise _Broken("timeout", exc=exc) from None
+        except httpx.HTTPError as exc:
+            raise _Broken("closed", exc=exc) from None
+        except ValueError:
+            raise self._broken("malformed", repr(response.text[:80])) from None
+        if isinstance(data, dict) and data.get("error"):
+            raise self._broken("error", server_text(data))
+        try:
+            reply = parse_completion(data, self.payload, None)
+        except (ValueError, AttributeError, TypeError, IndexError):
+            raise self._broken("malformed", repr(response.text[:80])) from None
+        self.model, self.usage = reply.model, reply.usage
+        self.finish_reason, self.fingerprint = reply.finish_reason, reply.system_fingerprint
+        if reply.text:
+            self._parts.append(reply.text)
+            yield reply.text
+
     def _take(self, obj: Any) -> str | None:
-        """Keep one chunk's finish reason, usage and fingerprint; return its text, if any.
+        """Keep one chunk's model, finish reason, usage and fingerprint; return its text, if any.
 
         Anything not shaped like a chunk raises TypeError/AttributeError/...: malformed.
         """
         if obj.get("error"):
-            raise _Broken("error", server_text(obj))
+            raise self._broken("error", server_text(obj))
         content = None
         choices = obj.get("choices")
         if choices:
@@ -153,9 +228,11 @@ class ChatStream:
                 self.finish_reason = str(choice["finish_reason"])
         if obj.get("usage"):
             self.usage = Usage.from_api(obj["usage"])
+        model = obj.get("model")
+        if model:  # e.g. gpt-4o-mini-2024-07-18 for gpt-4o-mini, fingerprint or not
+            self.model = str(model)
         if self.fingerprint is None and obj.get("system_fingerprint"):
             self.fingerprint = str(obj["system_fingerprint"])
-            self.model = str(obj.get("model") or self.model)
         return content
 
     def _failure(self, broken: _Broken) -> NbChatError:
@@ -167,7 +244,7 @@ class ChatStream:
         error: NbChatError
         if not self._parts:
             if timeout:
-                return client._timeout_error()
+                return client._timeout_error(broken.exc)
             error = TransportError(
                 f"no reply: {words} before any text arrived{detail}",
                 hint=f"{client.base_url} accepted the request but sent no text; try again later",
@@ -181,6 +258,8 @@ class ChatStream:
                 hint="the partial reply is shown (and kept by -o) but not added to the "
                 "conversation",
             )
+        if broken.exc is not None:  # for a traceback: what httpx said, without its request
+            error.__cause__ = trail(broken.exc, client.api_key)
         return client._redacted(error)
 
     def build_reply(self, finish_reason: str | None) -> Reply:
@@ -216,8 +295,46 @@ class ChatStream:
         if threading.get_ident() == self._reader:
             response.close()
             return
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        _shutdown(response)
+
+
+def _socket(response: httpx.Response) -> socket.socket | None:
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _shutdown(response: httpx.Response) -> None:
+    """Shut the response's socket down: a read blocked on it (in another thread) ends."""
+    sock = _socket(response)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _without(body: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != name}
+
+
+def _is_json(response: httpx.Response) -> bool:
+    kind = str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> Reply:
+    """A Reply from a `chat.completion` object (also the body of a Batch API output line).
+
+    Raises ValueError/AttributeError/TypeError/IndexError when `data` has another shape.
+    """
+    choice = (data.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    usage = data.get("usage")
+    return Reply(
+        text=message.get("content") or message.get("refusal") or "",
+        model=data.get("model") or body.get("model", ""),
+        usage=Usage.from_api(usage) if usage else None,
+        finish_reason=choice.get("finish_reason"),
+        latency=latency,
+        system_fingerprint=data.get("system_fingerprint"),
+        request=body,
+    )

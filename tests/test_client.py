@@ -191,7 +191,7 @@ def test_connect_error_is_retried_then_reported():
     ("status", "error", "text"),
     [
         (401, AuthenticationError, "OPENAI_API_KEY"),
-        (404, NotFoundError, "%chat models"),
+        (404, NotFoundError, "ChatMagics.base_url ends in /v1"),
         (400, BadRequestError, "context_length_exceeded happened"),
     ],
 )
@@ -301,7 +301,15 @@ def test_retry_statuses_and_not_others():
         (408, True),
         (409, True),
         (500, True),
+        (502, True),
+        (503, True),
+        (504, True),
+        (507, True),
+        (511, True),
         (524, True),
+        (599, True),
+        (501, False),  # Not Implemented: the same answer every time
+        (505, False),  # HTTP Version Not Supported: likewise
         (401, False),
         (400, False),
         (404, False),
@@ -401,3 +409,199 @@ def test_close_cancels_a_retry_wait():
     with pytest.raises(RateLimitError):  # the session turns this into Interrupted
         list(stream)
     assert len(notices) == 1 and notices[0][1] == 100.0
+
+
+# -- 404: the model or the path ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "shown"),
+    [
+        (  # OpenAI, and the mock server's status=404
+            httpx.Response(
+                404,
+                json={
+                    "error": {
+                        "message": "The model `gpt-4o-mini` does not exist",
+                        "code": "model_not_found",
+                    }
+                },
+            ),
+            "404 model 'gpt-4o-mini' not found at http://mock.test/v1: The model",
+        ),
+        (  # Ollama, for a model it has not pulled
+            httpx.Response(404, json={"error": {"message": 'model "llama9" not found'}}),
+            "404 model 'gpt-4o-mini' not found",
+        ),
+        (  # Ollama without /v1 in base_url
+            httpx.Response(404, text="404 page not found\n"),
+            "404 not found at http://mock.test/v1/chat/completions: 404 page not found",
+        ),
+        (  # vLLM (FastAPI) without /v1
+            httpx.Response(404, json={"detail": "Not Found"}),
+            "404 not found at http://mock.test/v1/chat/completions: Not Found",
+        ),
+    ],
+)
+def test_404_blames_the_model_only_when_the_server_says_so(response, shown):
+    with pytest.raises(NotFoundError) as info:
+        list(make(lambda r: response).stream(PAYLOAD))
+    message, hint = info.value.message, info.value.hint or ""
+    assert message.startswith(shown)
+    if "model '" in shown:
+        assert "%chat models" in hint
+    else:
+        assert "model" not in message and "ChatMagics.base_url ends in /v1" in hint
+
+
+# -- error pages ---------------------------------------------------------------------------
+
+NGINX_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+UNTITLED = (
+    "<!DOCTYPE html><html><head><style>body { color: red }</style></head><body>\n"
+    "<h1>Upstream   timed out</h1>\n<p>Try again &amp; again.</p>\n"
+    "<script>var x = 1;</script></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "shown"),
+    [
+        (NGINX_502, {"content-type": "text/html"}, "502 server error: 502 Bad Gateway"),
+        (UNTITLED, {}, "502 server error: Upstream timed out Try again & again."),
+        ("<html><body>" + "word " * 100 + "</body></html>", {}, "502 server error: word word"),
+        ("", {}, "502 server error: Bad Gateway"),  # the reason phrase
+    ],
+)
+def test_an_html_error_page_is_one_line(body, headers, shown):
+    client = make(lambda r: httpx.Response(502, text=body, headers=headers), max_retries=0)
+    with pytest.raises(NbChatError) as info:
+        list(client.stream(PAYLOAD))
+    message = info.value.message
+    assert message.startswith(shown) and "\n" not in message and "<" not in message
+    assert len(message) <= 230
+
+
+# -- servers that stream differently ---------------------------------------------------------
+
+
+def test_a_json_reply_to_a_streaming_request_is_shown_whole():
+    completion = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_json",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "all"},
+            }
+        ],
+        "usage": USAGE,
+    }
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return httpx.Response(200, json=completion)  # the server ignored "stream": true
+
+    stream = make(handler).stream(PAYLOAD)
+    assert list(stream) == ["all"]
+    reply = stream.reply
+    assert len(calls) == 1 and reply.text == "all" and reply.finish_reason == "stop"
+    assert reply.model == "gpt-4o-mini-2024-07-18" and reply.system_fingerprint == "fp_json"
+    assert reply.usage is not None and reply.usage.total_tokens == 12
+
+
+def test_a_json_error_to_a_streaming_request_is_the_servers_words():
+    body = {"error": {"message": "overloaded"}}
+    client = make(lambda r: httpx.Response(200, json=body), max_retries=0)
+    with pytest.raises(TransportError, match="no reply: server error before any text arrived: "):
+        list(client.stream(PAYLOAD))
+
+
+def test_the_model_comes_from_the_chunks_without_a_fingerprint():
+    body = BODY.replace(b'"system_fingerprint": "fp_unit", ', b"")
+    assert b"fp_unit" not in body
+    stream = make(lambda r: sse(body)).stream(PAYLOAD)
+    list(stream)
+    assert stream.reply.model == "gpt-4o-mini-2024-07-18"
+    assert stream.reply.system_fingerprint is None
+
+
+def test_a_server_refusing_stream_options_is_asked_again_without_them():
+    calls = []
+    refusal = {"error": {"message": "Unrecognized request argument supplied: stream_options"}}
+
+    def handler(request):
+        calls.append(json.loads(request.content))
+        if "stream_options" in calls[-1]:
+            return httpx.Response(400, json=refusal)
+        return sse(chunk("Hi") + chunk(finish="stop") + b"data: [DONE]\n\n")
+
+    client, notices = make(handler), []
+    stream = client.stream(PAYLOAD, on_retry=lambda *a: notices.append(a))
+    assert "".join(stream) == "Hi" and stream.reply.usage is None  # "usage not reported"
+    assert len(calls) == 2 and "stream_options" not in calls[1] and not notices
+    assert "stream_options" not in stream.reply.request  # the request as sent
+    assert "stream_options" in PAYLOAD  # the caller's payload is untouched
+    list(client.stream(PAYLOAD))  # remembered: sent without them at once
+    assert len(calls) == 3 and "stream_options" not in calls[2]
+
+
+def test_other_400s_are_not_retried_without_stream_options():
+    calls = []
+    body = {"error": {"message": "messages: too long"}}
+    client = make(lambda r: calls.append(r) or httpx.Response(400, json=body))
+    with pytest.raises(BadRequestError, match="too long"):
+        list(client.stream(PAYLOAD))
+    assert len(calls) == 1 and client.stream_options
+
+
+# -- connections over real HTTP ------------------------------------------------------------
+
+
+def test_streamed_replies_keep_their_connection(server):
+    client = ChatClient(base_url=server.url, api_key=Secret(KEY))
+    try:
+        for _ in range(3):
+            stream = client.stream(PAYLOAD)
+            assert "".join(stream) and stream.reply.usage is not None
+        client.complete(PAYLOAD)
+        assert len(server.requests) == 4
+        assert server.connections == 1  # one TCP (and TLS) handshake for all of them
+    finally:
+        client.close()
+
+
+def test_streamed_cells_keep_their_connection(ip, server):
+    from .conftest import run
+
+    for n in range(3):
+        result, _ = run(ip, f"%%chat\ncell {n}")
+        assert result.error_in_exec is None
+    assert len(server.requests) == 3 and server.connections == 1
+
+
+def test_a_body_held_open_after_done_costs_its_connection_not_the_reply(server):
+    import threading
+
+    client = ChatClient(base_url=server.url, timeout=600.0)  # a read would wait 10 minutes
+    replies = []
+    payload = {**PAYLOAD, "model": "gpt-4o-mini@linger=1"}
+    thread = threading.Thread(target=lambda: replies.append("".join(client.stream(payload))))
+    try:
+        thread.start()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "waited for the end of a body that never ends"
+        assert replies and replies[0].startswith("## Echo")
+        "".join(client.stream(PAYLOAD))
+        assert server.connections == 2  # the held-open one was given up
+    finally:
+        client.close()

@@ -311,6 +311,19 @@ def test_http_errors_are_one_line_and_hint(ip, server, status, error, shown):
     assert_history_clean(ip, server)
 
 
+def test_a_base_url_without_v1_is_blamed_not_the_model(ip, server):
+    base = server.url.removesuffix("/v1")
+    ip.run_line_magic("config", f"ChatMagics.base_url = {base!r}")
+    result, captured = run(ip, "%%chat\nhi")
+    assert isinstance(result.error_in_exec, NotFoundError)
+    line, hint = captured.stdout.strip().splitlines()
+    assert line.endswith(  # the mock server's words for an unknown path, like OpenAI's
+        f"nbchat: 404 not found at {base}/chat/completions: Invalid URL (POST /chat/completions)"
+        "\x1b[0m"
+    )
+    assert "model" not in line and "ChatMagics.base_url ends in /v1" in hint
+
+
 # -- interrupts ---------------------------------------------------------------------------
 
 

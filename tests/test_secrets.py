@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import pytest
 from IPython.core.error import StdinNotImplementedError
 
-from nbchat.errors import AuthenticationError, ConfigError, OptionError, StreamError
+from nbchat.errors import (
+    AuthenticationError,
+    ConfigError,
+    NbChatError,
+    OptionError,
+    StreamError,
+    TransportError,
+)
 from nbchat.mockserver import MockServer
 from nbchat.types import Secret
 
@@ -65,6 +72,73 @@ def test_key_in_a_connection_error_is_redacted(ip):
     result, captured = run(ip, "%%chat\nhi")
     assert "cannot reach http://127.0.0.1:9/sk-...cdef/v1" in captured.stdout
     assert not leaks(captured.stdout + str(result.error_in_exec), TEST_KEY)
+
+
+def chain_texts(error: BaseException) -> list[str]:
+    """All that an error and its chain hold: reprs, args and attributes of every exception
+    reached through __cause__, __context__ or an attribute, and any request's headers."""
+    texts: list[str] = []
+    todo: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        attrs = dict(vars(exc))
+        texts += [repr(exc), str(exc), repr(exc.args), repr(attrs)]
+        try:
+            request = exc.request  # type: ignore[attr-defined]  # httpx errors keep theirs
+        except (AttributeError, RuntimeError):
+            request = None
+        if request is not None:
+            texts.append(repr(request.headers.raw))  # raw: the repr of Headers masks some
+        if getattr(exc, "partial", None) is not None:
+            texts.append(repr(exc.partial.request))  # type: ignore[attr-defined]
+        todo += [exc.__cause__, exc.__context__]
+        todo += [v for v in attrs.values() if isinstance(v, BaseException)]
+    return texts
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "%%chat -m gpt-4o-mini@stream_error=2,echo_key=1\nhi",  # after text
+        "%%chat -m gpt-4o-mini@stream_error=0,echo_key=1\nhi",  # before any text
+        "%%chat -m gpt-4o-mini@status=500,echo_key=1\nhi",
+        "%%chat -m gpt-4o-mini@cut=2\nhi",
+        "%%chat -m gpt-4o-mini@cut=0\nhi",
+        "%%chat -m gpt-4o-mini@malformed=0\nhi",
+        "%%chat -m gpt-4o-mini@stall=1\nhi",
+        "%%chat --no-stream -m gpt-4o-mini@stall=1\nhi",
+        "%%chat --no-stream -m gpt-4o-mini@status=503,echo_key=1\nhi",
+        "%%chat -m gpt-4o-mini@echo_key=1\nwrong key",  # 401 from the key server
+        "%%chat\nnobody listens",  # connection refused
+        "%%chat --no-stream\nnobody listens",
+        "%chat models",
+    ],
+)
+def test_no_key_anywhere_in_the_exception_chain(ip, server, keyserver, cell):
+    import socket
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    url = keyserver.url if "wrong key" in cell else refused if "nobody" in cell else server.url
+    if cell == "%chat models":
+        url = refused
+    ip.run_line_magic("config", f"ChatMagics.base_url = {url!r}")
+    ip.run_line_magic("config", "ChatMagics.max_retries = 0")
+    ip.run_line_magic("config", "ChatMagics.timeout = 0.2")
+    result, _ = run(ip, cell)
+    error = result.error_in_exec
+    assert isinstance(error, NbChatError)
+    texts = chain_texts(error)
+    assert not [text for text in texts if leaks(text, TEST_KEY)]
+    if isinstance(error, TransportError) and "cannot reach" in error.message:
+        import httpx
+
+        assert isinstance(error.__cause__, httpx.ConnectError)  # a trail to debug by
 
 
 # -- %chat login --------------------------------------------------------------------------
