@@ -1,4 +1,4 @@
-# Example IPython configuration for nbchat.
+# Example IPython configuration for nbchat: every setting, commented out.
 #
 # Copy the lines you want into your profile's ipython_config.py
 # (`ipython locate profile` prints its folder; `ipython profile create` makes one).
@@ -51,6 +51,11 @@ c = get_config()  # noqa: F821  (IPython provides get_config in config files)
 # c.ChatMagics.user = "analyst-7"
 # c.ChatMagics.stream = True         # False: one request per cell, shown when complete
 # c.ChatMagics.params = {"service_tier": "auto"}  # any other fields (not messages/model/stream)
+
+# --- The exchange record (%chat log, %chat resume, %chat usage) ---------------------
+# An SQLite file shared by all kernels; the API key is never stored in it.
+# c.ChatMagics.record = True         # False: nothing is written
+# c.ChatMagics.history_path = "~/notes/nbchat-history.sqlite"  # ($NBCHAT_HISTORY_PATH)
 
 # --- Cost estimates ----------------------------------------------------------------
 # USD per 1M tokens: (input, cached input, output). Added to / overriding the

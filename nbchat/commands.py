@@ -68,7 +68,9 @@ class ConversationCommands:
         from .tables import models_table
 
         _no_arguments("models", rest)
-        table = models_table(self.session.client(self.settings()))
+        settings = self.settings()
+        settings.require_key()
+        table = models_table(self.session.client(settings))
         display(table, raw=True)  # type: ignore[no-untyped-call]
 
     def _history(self, conv: Conversation) -> None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Dict, Float, Int, TraitError, TraitType, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .pricing import DEFAULT_PRICES
-from .types import Secret
+
+if TYPE_CHECKING:  # types.py is imported on first use: its dataclasses cost at %load_ext
+    from .types import Secret
 
 __all__ = ["DEFAULT_BASE_URL", "ChatSettings", "SecretTrait", "Settings"]
 
@@ -28,7 +30,7 @@ def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-class SecretTrait(TraitType[Secret | None, Secret | str | None]):
+class SecretTrait(TraitType["Secret | None", "Secret | str | None"]):
     """A trait that stores strings as `Secret`, so no repr can show the value."""
 
     default_value = None
@@ -38,6 +40,8 @@ class SecretTrait(TraitType[Secret | None, Secret | str | None]):
         super().__init__(allow_none=True, **kwargs)
 
     def validate(self, obj: Any, value: Any) -> Secret | None:
+        from .types import Secret
+
         if value is None or isinstance(value, Secret):
             return value or None
         if isinstance(value, str):
@@ -46,6 +50,8 @@ class SecretTrait(TraitType[Secret | None, Secret | str | None]):
         self.error(obj, value)
 
     def from_string(self, s: str) -> Secret | None:
+        from .types import Secret
+
         return Secret(s) if s else None
 
     def default_value_repr(self) -> str:
@@ -84,6 +90,17 @@ class Settings:
     def needs_key(self) -> bool:
         """OpenAI itself needs a key; local servers (Ollama, vLLM, LM Studio) may not."""
         return self.base_url.rstrip("/") == DEFAULT_BASE_URL
+
+    def require_key(self) -> None:
+        """ConfigError before any request that OpenAI would refuse for want of a key."""
+        if self.needs_key and not self.api_key:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                "no API key set for the OpenAI API",
+                hint="set the OPENAI_API_KEY environment variable, c.ChatMagics.api_key in "
+                "ipython_config.py, or run %chat login; for a local server set ChatMagics.base_url",
+            )
 
 
 class ChatSettings(Configurable):
@@ -130,6 +147,8 @@ class ChatSettings(Configurable):
 
     @default("api_key")
     def _default_api_key(self) -> Secret | None:
+        from .types import Secret
+
         key = _env("OPENAI_API_KEY")
         return Secret(key) if key else None
 

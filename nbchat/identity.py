@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from typing import Any
 
 __all__ = ["PROCESS_ID", "cell_id", "execute_request", "notebook_identity"]
 
-PROCESS_ID = f"process:{uuid.uuid4().hex[:12]}"
+PROCESS_ID = f"process:{os.urandom(6).hex()}"  # not uuid: it imports `platform`
 
 
 def notebook_identity(shell: Any) -> str:

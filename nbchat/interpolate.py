@@ -7,19 +7,37 @@ code the cell could run; nothing beyond what the notebook's author wrote runs.
 Expansion is a single pass: braces inside an inserted value are never
 evaluated, so text from a file or a web page cannot inject an expression.
 `{{` and `}}` give literal braces; `!r`/`!s` and `:spec` work as in `str.format`.
+Whatever goes wrong in a field (evaluating it, `!r`, a `__format__` or `__str__`
+that raises) is one line naming the field, never a traceback.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from .errors import OptionError
 
 __all__ = ["interpolate"]
 
 _HINT = "write {{ and }} for literal braces, or drop -i to send the text as written"
+
+
+class _Field(NamedTuple):
+    """A field's value and how it was written, carried to the conversion and formatting."""
+
+    value: Any
+    source: str
+
+
+def _failed(source: str, exc: Exception) -> OptionError:
+    try:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    except Exception:  # an exception whose own __str__ fails
+        detail = "(no message)"
+    text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return OptionError(f"-i could not expand {{{source}}}: {text}", hint=_HINT)
 
 
 class _EvalFormatter(string.Formatter):
@@ -36,11 +54,25 @@ class _EvalFormatter(string.Formatter):
     ) -> tuple[Any, str]:
         try:
             namespace = cast(dict[str, Any], kwargs)
-            return eval(field_name, namespace), field_name  # see the module docstring on safety
+            value = eval(field_name, namespace)  # see the module docstring on safety
         except Exception as exc:
-            raise OptionError(
-                f"-i could not expand {{{field_name}}}: {type(exc).__name__}: {exc}", hint=_HINT
-            ) from None
+            raise _failed(field_name, exc) from None
+        return _Field(value, field_name), field_name
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        field = cast(_Field, value)
+        source = field.source + (f"!{conversion}" if conversion else "")
+        try:
+            return _Field(super().convert_field(field.value, conversion), source)
+        except Exception as exc:
+            raise _failed(source, exc) from None
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        field = cast(_Field, value)
+        try:
+            return format(field.value, format_spec)
+        except Exception as exc:
+            raise _failed(field.source, exc) from None
 
 
 def interpolate(text: str, namespace: dict[str, Any]) -> str:
@@ -49,5 +81,5 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
         return _EvalFormatter().vformat(text, (), namespace)
     except OptionError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except Exception as exc:  # the template itself: an unmatched brace, a bad conversion
         raise OptionError(f"-i could not expand the prompt: {exc}", hint=_HINT) from None

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import argument
 from traitlets import CaselessStrEnum, default
 
 from .commands import ConversationCommands
 from .config import ChatSettings
 from .errors import NbChatError, OptionError
 from .login import LoginCommand
+from .magicargs import check_out, lazy_magic_arguments, magic_parser, switch
 from .memory_commands import MemoryCommands
 from .multimagics import MultiModelCommands
 from .params import RequestDefaults
@@ -48,7 +49,7 @@ LINE_HELP = """\
 %config ChatMagics             every setting (the key is shown masked)
 """
 
-_QUESTION = re.compile(r"^(\s*)%chat\s+(.*\w.*\?)\s*$")
+_QUESTION = r"^(\s*)%chat\s+(.*\w.*\?)\s*$"  # compiled on first use, by re's cache
 
 
 def keep_questions(lines: list[str]) -> list[str]:
@@ -63,23 +64,12 @@ def keep_questions(lines: list[str]) -> list[str]:
         return lines
     out = []
     for line in lines:
-        match = _QUESTION.match(line)
+        match = re.match(_QUESTION, line)
         if match:
             indent, question = match.groups()
             line = f"{indent}get_ipython().run_line_magic('chat', {question!r})\n"
         out.append(line)
     return out
-
-
-def _switch(flag: str, value: bool, help: str) -> Any:
-    """`--x` / `--no-x`: both set `x` (True/False); left at None when neither is given."""
-    return argument(
-        flag,
-        dest=flag.removeprefix("--no-").removeprefix("--"),
-        action="store_const",
-        const=value,
-        help=help,
-    )
 
 
 @magics_class
@@ -134,7 +124,7 @@ class ChatMagics(
 
     # -- the magic ------------------------------------------------------------------
 
-    @magic_arguments()
+    @lazy_magic_arguments()
     @argument("-m", "--model", help="model for this cell (default: ChatMagics.model)")
     @argument(
         "-s", "--system", help="set the conversation's system prompt (a string, or a variable name)"
@@ -162,11 +152,11 @@ class ChatMagics(
     @argument(
         "--stop", action="append", metavar="TEXT", help=r"stop sequence, up to 4 (\n for newline)"
     )
-    @_switch("--store", True, help="ask OpenAI to store the completion")
-    @_switch("--no-store", False, help="ask OpenAI not to store it")
+    @switch("--store", True, help="ask OpenAI to store the completion")
+    @switch("--no-store", False, help="ask OpenAI not to store it")
     @argument("--user", metavar="ID", help="end-user identifier")
-    @_switch("--stream", True, help="stream the reply (the default)")
-    @_switch("--no-stream", False, help="one request; the reply is shown when complete")
+    @switch("--stream", True, help="stream the reply (the default)")
+    @switch("--no-stream", False, help="one request; the reply is shown when complete")
     @argument("--params", metavar="JSON", help="extra request fields: a JSON object or a dict name")
     @argument("--json", action="store_true", help="ask for a JSON object; show it as JSON")
     @argument("--schema", metavar="NAME", help="JSON Schema dict or pydantic model class to fill")
@@ -220,17 +210,19 @@ class ChatMagics(
     def _parse(self, line: str) -> Any:
         """The flags of `line`, split as a shell would (quotes removed); OptionError if bad."""
         try:
-            return self.chat.parser.parse_args(shlex.split(line))
+            args = magic_parser(ChatMagics.chat).parse_args(shlex.split(line))
         except ValueError as exc:  # shlex: an unbalanced quote
             raise OptionError(f"cannot read the flags: {exc}", hint="check the quotes") from None
         except UsageError as exc:
             raise OptionError(str(exc).strip(), hint=self._suggest(str(exc))) from None
+        check_out(args.out)
+        return args
 
     def _suggest(self, message: str) -> str:
         """'did you mean --temperature?' for a misspelt flag, else where flags are listed."""
         import difflib
 
-        known = re.findall(r"--[\w-]+", self.chat.parser.format_help())
+        known = re.findall(r"--[\w-]+", magic_parser(ChatMagics.chat).format_help())
         for word in re.findall(r"--[\w-]+", message):
             close = difflib.get_close_matches(word, known, n=1, cutoff=0.75)
             if close and word not in known:

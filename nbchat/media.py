@@ -43,6 +43,12 @@ def _read(flag: str, spec: str, text: str) -> bytes:
     return path.read_bytes()
 
 
+def _a(obj: Any) -> str:
+    """`an Audio`, `a list`: the object's type with its article."""
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -106,9 +112,7 @@ def image_url(obj: Any, spec: str) -> str:
         data = getattr(obj, method, lambda: None)()
         if isinstance(data, bytes) and data:
             return _data_url(spec, data, mime)
-    raise OptionError(
-        f"--image {spec}: cannot send a {type(obj).__name__} as an image", hint=_IMAGE_HINT
-    )
+    raise OptionError(f"--image {spec}: cannot send {_a(obj)} as an image", hint=_IMAGE_HINT)
 
 
 def image_part(spec: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,9 +179,7 @@ def audio_part(spec: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
     elif isinstance(getattr(obj, "data", None), bytes):  # IPython.display.Audio
         data = obj.data
     else:
-        raise OptionError(
-            f"--audio {spec}: cannot send a {type(obj).__name__} as audio", hint=_AUDIO_HINT
-        )
+        raise OptionError(f"--audio {spec}: cannot send {_a(obj)} as audio", hint=_AUDIO_HINT)
     fmt = _audio_format(data)
     if fmt is None:
         raise OptionError(f"--audio {spec}: not wav or mp3 audio", hint="the API takes wav and mp3")

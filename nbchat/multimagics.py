@@ -13,6 +13,7 @@ import shlex
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import OptionError
+from .magicargs import check_out
 
 if TYPE_CHECKING:
     from .comparison import Comparison
@@ -118,7 +119,7 @@ class MultiModelCommands:
         model = opts.model or getattr(before, "model", None)
         if model and "," in model:
             raise OptionError("%chat map runs one model; compare models with %%chat -m a,b")
-        out = opts.out or getattr(before, "out", None)
+        out = check_out(opts.out or getattr(before, "out", None))
         system = opts.system or getattr(before, "system", None)
         try:
             results = map_items(

@@ -9,7 +9,6 @@ as `c.ChatMagics.temperature = ...`, values from `--params`, and the flags.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -18,25 +17,18 @@ from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validat
 from traitlets.config import Configurable
 
 from .errors import OptionError
+from .fields import SCHEMAS
+from .schemacheck import problem, types_of
 
-__all__ = ["FLAG_FIELDS", "RESERVED", "RequestDefaults", "cell_params", "check_field"]
-
-#: field -> (kind, lowest, highest), from CreateChatCompletionRequest.
-FIELDS: dict[str, tuple[str, float | None, float | None]] = {
-    "temperature": ("number", 0, 2),
-    "top_p": ("number", 0, 1),
-    "frequency_penalty": ("number", -2, 2),
-    "presence_penalty": ("number", -2, 2),
-    "max_completion_tokens": ("integer", 1, None),
-    "max_tokens": ("integer", 1, None),
-    "seed": ("integer", -(2**63), 2**63 - 1),
-    "n": ("integer", 1, 128),
-    "top_logprobs": ("integer", 0, 20),
-    "logprobs": ("boolean", None, None),
-    "store": ("boolean", None, None),
-    "user": ("string", None, None),
-    "stop": ("stop", None, None),
-}
+__all__ = [
+    "FLAG_FIELDS",
+    "RESERVED",
+    "RequestDefaults",
+    "cell_params",
+    "check_extra",
+    "check_field",
+    "check_json",
+]
 
 #: argparse dest of a %%chat flag -> (request field, how the flag is named in messages).
 FLAG_FIELDS: dict[str, tuple[str, str]] = {
@@ -60,40 +52,28 @@ RESERVED = {
 }
 
 
-def _range(low: float | None, high: float | None) -> str:
-    if low is not None and high is not None:
-        return f"between {low:g} and {high:g}"
-    return f"at least {low:g}" if low is not None else "any value"
-
-
 def check_field(field: str, value: Any, label: str | None = None, shown: str | None = None) -> Any:
     """`value` if it is valid for `field` (unknown fields pass), else OptionError.
 
     `shown` is how the value appears in messages (a flag's text rather than its float).
     """
-    if field not in FIELDS:
-        return value
-    kind, low, high = FIELDS[field]
-    label = label or field
-    shown = shown or repr(value)
-    if kind in ("number", "integer"):
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if kind == "integer" and not is_int:
-            raise OptionError(f"{label} must be an integer, not {shown}")
-        if not (is_int or (isinstance(value, float) and math.isfinite(value))):
-            raise OptionError(f"{label} must be a number {_range(low, high)}, not {shown}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise OptionError(f"{label} must be {_range(low, high)}, not {shown}")
-    elif kind == "boolean" and not isinstance(value, bool):
-        raise OptionError(f"{label} must be true or false, not {value!r}")
-    elif kind == "string" and not (isinstance(value, str) and value):
-        raise OptionError(f"{label} must be a non-empty string, not {value!r}")
-    elif kind == "stop":
-        stops = [value] if isinstance(value, str) else value
-        if not (isinstance(stops, list) and 1 <= len(stops) <= 4):
-            raise OptionError(f"{label} takes one to four stop sequences, not {value!r}")
-        if not all(isinstance(s, str) and s for s in stops):
-            raise OptionError(f"{label} sequences must be non-empty strings, not {value!r}")
+    schema = SCHEMAS.get(field)
+    found = problem(value, schema, label or field, shown) if schema is not None else None
+    if found is not None:
+        raise OptionError(found)
+    return value
+
+
+def check_json(value: Any, label: str) -> Any:
+    """`value` if it can be sent as JSON (no sets, objects, NaN or infinity), else OptionError."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            raise OptionError(f"{label} holds NaN or infinity, which JSON cannot carry") from None
+        raise OptionError(f"{label} is not JSON: {exc}") from None
+    except (TypeError, RecursionError) as exc:
+        raise OptionError(f"{label} is not JSON: {exc}") from None
     return value
 
 
@@ -107,7 +87,7 @@ def _unescape(text: str) -> str:
 
 def _from_flag(field: str, raw: Any, label: str) -> Any:
     """A flag's string value converted to the field's type (and then checked)."""
-    kind = FIELDS[field][0]
+    kind = "stop" if field == "stop" else types_of(SCHEMAS[field])[0]
     value = raw
     try:
         if kind == "number":
@@ -142,11 +122,14 @@ def _extra_params(raw: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_extra(fields: Mapping[str, Any], label: str) -> None:
-    """Refuse reserved fields; check the values of known ones."""
+    """Refuse reserved fields; check the values of known ones; every value must be JSON."""
     for key, value in fields.items():
+        if not isinstance(key, str):
+            raise OptionError(f"{label} field names must be strings, not {key!r}")
         if key in RESERVED:
             raise OptionError(f"{label} cannot set {key!r}", hint=RESERVED[key])
         check_field(key, value, f"{label} {key}")
+        check_json(value, f"{label} {key}")
 
 
 def cell_params(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from .types import Usage
+if TYPE_CHECKING:
+    from .types import Usage
 
 __all__ = ["DEFAULT_PRICES", "estimate_cost", "price_for"]
 
@@ -30,14 +32,14 @@ DEFAULT_PRICES: dict[str, tuple[float, float, float]] = {
     "gpt-3.5-turbo": (0.50, 0.50, 1.50),
 }
 
-_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+_SNAPSHOT = r"-\d{4}-\d{2}-\d{2}$"  # compiled on first use (re caches it), not at %load_ext
 
 
 def price_for(
     model: str, prices: Mapping[str, Sequence[float]] = DEFAULT_PRICES
 ) -> tuple[float, float, float] | None:
     """The price row for `model`, also for dated snapshots like `gpt-4o-2024-08-06`."""
-    for name in (model, _SNAPSHOT.sub("", model)):
+    for name in (model, re.sub(_SNAPSHOT, "", model)):
         row = prices.get(name)
         if row is not None:
             values = [float(v) for v in row]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from .client import ChatClient, ChatStream
 from .config import Settings
 from .conversation import Conversation, Turn
-from .errors import ConfigError, Interrupted, NbChatError, OptionError, StreamError
+from .errors import Interrupted, NbChatError, OptionError, StreamError
 from .pricing import estimate_cost
 from .types import Message, Reply
 
@@ -177,12 +177,15 @@ class ChatSession:
         params: dict[str, Any] | None = None,
         stream: bool = True,
         cell_id: str | None = None,
+        stop: threading.Event | None = None,
     ) -> Reply:
         """Send one turn, show it in `view`, add it to the conversation and record it.
 
         With a `cell_id` that already made a turn, that turn and the later ones are
         set aside first; they are dropped once the new reply is kept, and put back
-        if it fails, so a failure never changes the conversation.
+        if it fails, so a failure never changes the conversation. Setting `stop`
+        (the panel's own event) stops the turn like `stop(conversation)`, even
+        before it is registered; if set before the request goes out, none is sent.
         """
         conv = self.conversation(conversation)
         with self._lock:
@@ -191,7 +194,7 @@ class ChatSession:
                     f"a reply is still streaming in conversation {conv.name!r}",
                     hint="wait for it, or stop it (the panel's Stop button)",
                 )
-            self._running[conv.name] = _Running()
+            self._running[conv.name] = _Running(stop=stop or threading.Event())
         try:
             options = TurnOptions(model=model, params=params, stream=stream, cell_id=cell_id)
             return self._exchange(prompt, settings, view, conv, options)
@@ -261,12 +264,7 @@ class ChatSession:
         options: TurnOptions,
     ) -> Reply:
         """One exchange as sent and shown; `run` adds re-run and recording around it."""
-        if settings.needs_key and not settings.api_key:
-            raise ConfigError(
-                "no API key set for the OpenAI API",
-                hint="set the OPENAI_API_KEY environment variable, c.ChatMagics.api_key in "
-                "ipython_config.py, or run %chat login; for a local server set ChatMagics.base_url",
-            )
+        settings.require_key()
         user = prompt if isinstance(prompt, Message) else Message("user", prompt)
         payload = self.build_payload(
             user,
@@ -304,9 +302,9 @@ class ChatSession:
             running = self._running[conv.name]
             running.chat = chat
             stop = running.stop
-            if stop.is_set():  # stopped while the request was being built
-                chat.close()
             try:
+                if stop.is_set():  # stopped before the request went out: send none
+                    raise KeyboardInterrupt
                 for delta in chat:
                     view.feed(delta)
                     if stop.is_set():

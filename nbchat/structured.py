@@ -54,13 +54,33 @@ def _is_model_class(obj: Any) -> bool:
     return isinstance(obj, type) and callable(getattr(obj, "model_json_schema", None))
 
 
+#: Keywords whose value maps names to schemas (a property may be called "default").
+_NAMED = ("properties", "$defs", "definitions", "patternProperties")
+#: Keywords whose value is data, not a schema: copied as they are.
+_DATA = ("enum", "const", "examples")
+
+
 def strict_schema(node: Any) -> Any:
-    """A copy of `node` with every object closed and all its properties required."""
+    """A copy of `node` with every object closed, all its properties required, no `default`.
+
+    Strict structured outputs refuse `default` ("'default' is not permitted"), and
+    with every property required a default could never apply anyway; the OpenAI
+    SDK drops `default: null` for the same reason, we drop them all.
+    """
     if isinstance(node, list):
         return [strict_schema(v) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {k: strict_schema(v) for k, v in node.items()}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "default":
+            continue
+        if key in _DATA:
+            out[key] = value
+        elif key in _NAMED and isinstance(value, dict):
+            out[key] = {name: strict_schema(sub) for name, sub in value.items()}
+        else:
+            out[key] = strict_schema(value)
     if out.get("type") == "object" and isinstance(out.get("properties"), dict):
         out["additionalProperties"] = False
         out["required"] = list(out["properties"])

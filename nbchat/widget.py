@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatPanel", "close_panels", "open_panel"]
 
-#: The API's default; left out of requests so models that refuse the parameter still work.
+#: The API's default, where the slider starts unless ChatMagics.temperature is set.
 DEFAULT_TEMPERATURE = 1.0
 _panels: weakref.WeakSet[ChatPanel] = weakref.WeakSet()
 
@@ -60,9 +60,10 @@ class ChatPanel:
         )
         self.model.add_class("nbchat-model")
         self.temperature = widgets.FloatSlider(
-            value=DEFAULT_TEMPERATURE, min=0.0, max=2.0, step=0.1, description="Temperature",
-            readout_format=".1f", style=wide,
+            value=self._configured_temperature(), min=0.0, max=2.0, step=0.1,
+            description="Temperature", readout_format=".1f", style=wide,
         )  # fmt: skip
+        self.temperature_moved = False  # True once the user moves the slider
         self.system = widgets.Textarea(
             description="System", rows=1, continuous_update=False, style=wide,
             layout=widgets.Layout(width="100%"),
@@ -92,6 +93,7 @@ class ChatPanel:
         self.stop.on_click(lambda _: self.request_stop())
         self.new.on_click(lambda _: self.new_conversation())
         self.conversations.observe(self._pick_conversation, "value")
+        self.temperature.observe(self._move_temperature, "value")
         self.system.observe(self._set_system, "value")
         self._models = threading.Thread(target=self._load_models, args=(settings,), daemon=True)
         self._models.start()
@@ -117,32 +119,45 @@ class ChatPanel:
             return self.say("a reply is still streaming: wait for it or press Stop", error=True)
         settings = self.magics.settings()
         name = self.name
-        temperature = round(float(self.temperature.value), 2)
-        params = None if temperature == DEFAULT_TEMPERATURE else {"temperature": temperature}
+        params = self.request_params()
         with self._lock:
             self._drop_pending()
             body = widgets.VBox()
             self._pending = turn_box(text, body)
             self.streaming = name
-            self.stop_wanted.clear()
+            self.stop_wanted = threading.Event()  # this reply's own: a late Stop hits no other
             self._set_busy(True)
             self._layout()
         self.prompt.clear()
         self.say("")
         self.view = view = TurnView(body, settings.update_interval, self.say, self._stop_if_wanted)
-        args = (text, settings, view, name, self.model.value, params)
+        args = (text, settings, view, name, self.model.value, params, self.stop_wanted)
         self._worker = threading.Thread(target=self._run, args=args, daemon=True)
         self._worker.start()
 
+    def request_params(self) -> dict[str, Any]:
+        """The fields a cell would send (ChatMagics.temperature, max_tokens, params, ...),
+        with the slider's temperature once the user has moved it."""
+        params = self.magics.request_defaults()
+        if self.temperature_moved:
+            params["temperature"] = round(float(self.temperature.value), 2)
+        return params
+
     def request_stop(self) -> None:
-        """Stop the streaming reply at once; its partial text stays as an interrupted turn."""
-        if self.streaming is not None:
+        """Stop the streaming reply at once; its partial text stays as an interrupted turn.
+
+        Effective even before the worker has sent anything: session.run is given this
+        reply's `stop_wanted` event and checks it before the request goes out.
+        """
+        name = self.streaming  # read once: the worker may end meanwhile
+        if name is not None:
             self.stop_wanted.set()
-            self.session.stop(self.streaming)
+            self.session.stop(name)  # never stop(None): that would stop other panels too
 
     def _stop_if_wanted(self) -> None:
-        if self.stop_wanted.is_set():
-            self.session.stop(self.streaming)
+        name = self.streaming
+        if name is not None and self.stop_wanted.is_set():
+            self.session.stop(name)
 
     def new_conversation(self) -> str:
         """Start an empty conversation (`chat-2`, `chat-3`, ...) and show it here."""
@@ -179,9 +194,11 @@ class ChatPanel:
     # -- the worker --------------------------------------------------------------
 
     def _run(self, text: str, settings: Settings, view: TurnView, *args: Any) -> None:
-        name, model, params = args
+        name, model, params, stop = args
         try:
-            self.session.run(text, settings, view, conversation=name, model=model, params=params)
+            self.session.run(
+                text, settings, view, conversation=name, model=model, params=params, stop=stop
+            )
             self._done(text, None)
         except Exception as error:  # a worker thread can only report in the panel
             self._done(text, error)
@@ -210,6 +227,8 @@ class ChatPanel:
             self.prompt.value = text  # nothing was kept: the message can be sent again
 
     def _load_models(self, settings: Settings) -> None:
+        if settings.needs_key and not settings.api_key:
+            return  # no request without a key; Send says what is missing
         try:
             listed = self.session.client(settings).list_models()
         except NbChatError as error:
@@ -236,6 +255,8 @@ class ChatPanel:
                 self.conversations.options = list(self.session.conversations)
                 self.conversations.value = self.name
                 self.system.value = self.conversation.system_prompt or ""
+                if not self.temperature_moved:  # follows ChatMagics.temperature until moved
+                    self.temperature.value = self._configured_temperature()
             finally:
                 self._syncing = False
             settings = self.magics.settings()
@@ -290,6 +311,13 @@ class ChatPanel:
 
     def _after_cell(self, *_: Any) -> None:
         self.refresh()
+
+    def _configured_temperature(self) -> float:
+        configured = self.magics.temperature
+        return DEFAULT_TEMPERATURE if configured is None else float(configured)
+
+    def _move_temperature(self, change: Any) -> None:
+        self.temperature_moved = self.temperature_moved or not self._syncing
 
     def _pick_conversation(self, change: Any) -> None:
         if not self._syncing and change["new"] and change["new"] != self.name:

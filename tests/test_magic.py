@@ -103,9 +103,9 @@ def test_history_shows_the_transcript(ip, server):
 def test_help_lists_commands_and_cell_help_documents_flags(ip, server):
     _, captured = run(ip, "%chat help")
     assert "%chat reset" in captured.stdout and "%chat history" in captured.stdout
-    doc = ip.find_cell_magic("chat").__doc__
+    _, captured = run(ip, "%%chat?")
     for flag in ("--model", "--system", "--out"):
-        assert flag in doc
+        assert flag in captured.stdout
     assert not server.requests
 
 
@@ -122,9 +122,16 @@ def test_empty_message_is_refused(ip, server):
     assert not server.requests
 
 
-def test_missing_key_for_openai_is_a_clear_error_before_any_request(bare_ip):
+@pytest.mark.parametrize("cell", ["%%chat\nhello", "%chat models"])
+def test_missing_key_for_openai_is_a_clear_error_before_any_request(bare_ip, monkeypatch, cell):
+    from nbchat.session import ChatSession
+
+    def no_client(self, settings):
+        raise AssertionError("no HTTP client may be made without a key")
+
+    monkeypatch.setattr(ChatSession, "client", no_client)
     bare_ip.run_line_magic("load_ext", "nbchat")
-    result, captured = run(bare_ip, "%%chat\nhello")
+    result, captured = run(bare_ip, cell)
     assert isinstance(result.error_in_exec, ConfigError)
     assert "no API key" in captured.stdout
     assert len(captured.stdout.strip().splitlines()) <= 2  # one line and a hint, no traceback
@@ -201,9 +208,24 @@ def test_key_never_in_outputs(ip, server):
         _, captured = run(ip, cell)
         outputs.append(captured.stdout + captured.stderr + repr(captured.outputs))
     outputs.append(repr(ip.user_ns["r"]))
-    outputs.append(repr(ip.find_cell_magic("chat").__self__.session.client))
-    assert TEST_KEY not in "\n".join(outputs)
+    magics = ip.find_cell_magic("chat").__self__
+    client = magics.session.client(magics.settings())  # the client the cells used
+    assert client.api_key.get() == TEST_KEY  # it does hold the key ...
+    assert repr(client) == f"ChatClient(base_url={server.url!r}, api_key=Secret('sk-...cdef'))"
+    outputs += [repr(client), repr(magics.session.conversation()), repr(magics.settings())]
+    assert TEST_KEY not in "\n".join(outputs)  # ... and shows it nowhere
     assert TEST_KEY[-4:] in "\n".join(outputs)  # the masked form is shown
+
+
+@pytest.mark.parametrize(
+    "cell", ["%chat -o 'a b' what?", "%chat map cities tpl -o 'a b'", "%chat -o def map cities tpl"]
+)
+def test_out_must_name_a_variable(ip, server, cell):
+    ip.user_ns.update(cities=["Oslo"], tpl="Where is {}?")
+    result, captured = run(ip, cell)
+    assert isinstance(result.error_in_exec, OptionError)
+    assert "-o takes a variable name" in str(result.error_in_exec)
+    assert not server.requests and "a b" not in ip.user_ns
 
 
 @pytest.mark.parametrize("bad", ["-m", "-o"])

@@ -162,12 +162,13 @@ def test_dry_run_shortens_base64_but_keeps_it_in_the_object(ip, server, tmp_path
     [
         ("--image missing.png", None, "no such file"),
         ("--image notes", b"just some text", "not a PNG, JPEG, WebP or GIF"),
-        ("--image number", None, "cannot send a int as an image"),
+        ("--image number", None, "cannot send an int as an image"),
+        ("--image sound", None, "cannot send an Audio as an image"),
         ("--image flat", None, "not an image"),
         ("--image wide", None, "integers 0-255 or floats 0-1"),
         ("--audio missing.wav", None, "no such file"),
         ("--audio notes", b"just some text", "not wav or mp3"),
-        ("--audio number", None, "cannot send a int as audio"),
+        ("--audio number", None, "cannot send an int as audio"),
     ],
 )
 def test_bad_media_are_refused_before_sending(
@@ -177,7 +178,10 @@ def test_bad_media_are_refused_before_sending(
     monkeypatch.chdir(tmp_path)
     if setup is not None:
         (tmp_path / "notes").write_bytes(setup)
+    from IPython.display import Audio
+
     ip.user_ns.update(number=3, flat=np.zeros(5), wide=np.full((2, 2), 300))
+    ip.user_ns["sound"] = Audio(data=b"ID3\x00\x00")
     result, captured = run(ip, f"%%chat {flag}\nhi")
     assert isinstance(result.error_in_exec, OptionError)
     assert words in str(result.error_in_exec)

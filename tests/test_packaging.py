@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
 from nbchat import autoload
-from nbchat.config import ChatSettings
-from nbchat.params import RequestDefaults
+from nbchat.magics import ChatMagics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,23 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_the_quickstart(tmp_path):
         timeout=300,
     )
     wheels = list(dist.glob("nbchat-*.whl"))
-    assert len(wheels) == 1 and list(dist.glob("nbchat-*.tar.gz"))
+    (sdist,) = dist.glob("nbchat-*.tar.gz")
+    assert len(wheels) == 1
+    with tarfile.open(sdist) as archive:  # the sdist can run the tests (MANIFEST.in)
+        names = {name.partition("/")[2] for name in archive.getnames()}
+    needed = {
+        "conftest.py",
+        ".ci/run",
+        "tests/conftest.py",
+        "tests/__init__.py",
+        "tests/kernels.py",
+    }
+    needed |= {"tests/openapi.py", "tests/data/openai.json", "tests/e2e/test_panel_browser.py"}
+    needed |= {"benchmarks/startup.py", "notebooks/quickstart.ipynb", "LICENSE"}
+    assert needed <= names, needed - names
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    with zipfile.ZipFile(wheels[0]) as wheel:  # the wheel: the package only
+        assert not [name for name in wheel.namelist() if name.startswith(("tests/", "bench"))]
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -110,22 +127,19 @@ def test_autoload_on_and_off(tmp_path):
 
 
 def test_example_config_names_only_real_settings(tmp_path):
-    """Uncomment every `c.ChatMagics.x = ...` line of the example: each must be a real trait."""
+    """Uncomment every `c.ChatMagics.x = ...` line of the example: each must be a real
+    trait, and every setting of ChatMagics must have its line."""
     source = (ROOT / "jupyter-config" / "ipython_config_nbchat.py").read_text()
     lines = [line[2:] if line.startswith("# c.") else line for line in source.splitlines()]
     lines = [line for line in lines if "MY_OPENAI_KEY" not in line]
     (tmp_path / "ipython_config.py").write_text("\n".join(lines))
     config = PyFileConfigLoader("ipython_config.py", path=str(tmp_path)).load_config()
-    names = set(config.ChatMagics)
-    assert len(names) >= 10
-    traits = set(ChatSettings.class_traits(config=True)) | {"display_mode"}
-    traits |= set(RequestDefaults.class_traits(config=True))
-    assert names <= traits, names - traits
-    RequestDefaults(
-        **{k: v for k, v in config.ChatMagics.items() if k in RequestDefaults.class_traits()}
-    )
-    settings = ChatSettings(config=config)  # values validate
-    assert settings.model == "gpt-4o-mini"
+    names = set(config.ChatMagics) | {"api_key"}  # the key's line reads a variable
+    traits = set(ChatMagics.class_traits(config=True))
+    assert names <= traits, f"not settings: {names - traits}"
+    assert traits <= names, f"missing from the example: {traits - names}"
+    magics = ChatMagics(config=config)  # every value validates
+    assert magics.model == "gpt-4o-mini" and magics.record is True
 
 
 @pytest.mark.parametrize("name", ["quickstart.ipynb"])

@@ -14,7 +14,12 @@ from IPython.core.interactiveshell import InteractiveShell
 ip = InteractiveShell.instance()
 ip.run_line_magic("load_ext", "nbchat")
 loaded = "chat" in ip.magics_manager.magics["cell"]
-print(json.dumps({"loaded": loaded, "modules": sorted(sys.modules)}))
+modules = sorted(sys.modules)
+built = "parser" in vars(ip.find_cell_magic("chat").__func__)
+from IPython.utils.capture import capture_output
+with capture_output() as help:
+    ip.run_cell("%%chat?")
+print(json.dumps({"loaded": loaded, "modules": modules, "built": built, "help": help.stdout}))
 """
 
 
@@ -26,3 +31,8 @@ def test_load_ext_imports_nothing_heavy():
     assert result["loaded"]
     heavy = [m for m in result["modules"] if m.split(".")[0] in HEAVY]
     assert heavy == []
+    # the flags' parser and help are built on first use, yet `%%chat?` shows them all
+    assert not result["built"]
+    assert "uuid" not in result["modules"]
+    for flag in ("--temperature", "--params", "--dry-run", "--compare", "--interpolate"):
+        assert flag in result["help"], flag

@@ -218,6 +218,70 @@ def test_temperature_and_system_prompt_go_into_the_request(ip, server, open_pane
     assert panel.system.value == "Be terse."
 
 
+def test_the_panel_sends_the_request_defaults_a_cell_sends(ip, server, open_panel):
+    ip.run_line_magic("config", "ChatMagics.temperature = 0.2")
+    ip.run_line_magic("config", "ChatMagics.max_tokens = 50")
+    ip.run_line_magic("config", "ChatMagics.params = {'service_tier': 'auto'}")
+    run(ip, "%%chat\nfrom a cell")
+    from_cell = last_chat(server)
+    panel = open_panel()
+    assert panel.temperature.value == 0.2  # the slider starts at the configured value
+    send(panel, "from the panel")
+    from_panel = last_chat(server)
+    for field in ("temperature", "max_completion_tokens", "service_tier"):
+        assert from_panel[field] == from_cell[field], field
+    assert (from_panel["temperature"], from_panel["max_completion_tokens"]) == (0.2, 50)
+    run(ip, "%config ChatMagics.temperature = 0.4")  # followed while the slider is untouched
+    assert panel.temperature.value == 0.4
+    send(panel, "again")
+    assert last_chat(server)["temperature"] == 0.4
+    panel.temperature.value = 1.0  # the user's choice wins from now on, even the API default
+    send(panel, "warmer")
+    assert last_chat(server)["temperature"] == 1.0
+    assert last_chat(server)["max_completion_tokens"] == 50
+    run(ip, "%config ChatMagics.temperature = 0.3")
+    assert panel.temperature.value == 1.0
+
+
+def test_stop_before_the_request_is_sent_sends_nothing(ip, server, open_panel, monkeypatch):
+    """Stop pressed before the worker registered its reply: no waiting for a stalled server."""
+    ip.run_line_magic("config", "ChatMagics.model = 'gpt-4o-mini@ttft=60'")
+    panel = open_panel()
+    assert panel.wait(30)  # the model list is in
+    gate = threading.Event()
+    real_run = panel.session.run
+
+    def held_run(*args, **kwargs):
+        gate.wait(30)  # the worker is slow to start: Stop comes first
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(panel.session, "run", held_run)
+    before = len(server.requests)
+    panel.prompt.value = "never mind"
+    panel.send.click()
+    panel.stop.click()
+    gate.set()
+    eventually(lambda: panel.streaming is None, deadline=20)  # not the server's 60 s
+    assert server.requests[before:] == []  # nothing was sent
+    assert "stopped" in panel.status.value
+    assert panel.prompt.value == "never mind"  # nothing kept: the message can be sent again
+    assert panel.conversation.turns == []
+
+
+def test_stop_never_stops_other_conversations(ip, server, open_panel, monkeypatch):
+    """The panel reads which reply it streams once: a worker ending meanwhile is no stop(None)."""
+    panel = open_panel()
+    stopped: list[object] = []
+    monkeypatch.setattr(panel.session, "stop", lambda name=None: stopped.append(name) or True)
+    reads = iter(["default", None])
+    streaming = property(lambda self: next(reads, None), lambda self, value: None)
+    monkeypatch.setattr(ChatPanel, "streaming", streaming, raising=False)
+    panel.request_stop()  # the worker ends between the check and the stop
+    panel.stop_wanted.set()
+    panel._stop_if_wanted()
+    assert stopped == ["default"]
+
+
 def test_new_conversation_and_the_picker_switch_the_panel_s_conversation(ip, server, open_panel):
     session = ip.magics_manager.registry["ChatMagics"].session
     panel = open_panel()
