@@ -222,7 +222,7 @@ def test_key_never_in_outputs(ip, server):
 )
 def test_out_must_name_a_variable(ip, server, cell):
     ip.user_ns.update(cities=["Oslo"], tpl="Where is {}?")
-    result, captured = run(ip, cell)
+    result, _ = run(ip, cell)
     assert isinstance(result.error_in_exec, OptionError)
     assert "-o takes a variable name" in str(result.error_in_exec)
     assert not server.requests and "a b" not in ip.user_ns
