@@ -20,15 +20,27 @@ from typing import Any
 from IPython.core.displaypub import DisplayPublisher
 
 __all__ = [
+    "NO_SDK",
     "CountingPublisher",
     "Published",
     "forget",
+    "has_openai",
     "median",
     "mock_server",
     "nbchat_shell",
     "run_chat",
     "timed",
 ]
+
+
+NO_SDK = "openai SDK not installed (pip install -r benchmarks/requirements.txt)"
+
+
+def has_openai() -> bool:
+    """Whether the openai SDK, a baseline only, can be imported (it is never a dependency)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openai") is not None
 
 
 @contextmanager
