@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from IPython.core.displaypub import DisplayPublisher
@@ -45,11 +46,12 @@ def has_openai() -> bool:
 
 @contextmanager
 def mock_server() -> Iterator[str]:
-    """`python -m nbchat.mockserver` in a subprocess; yields its base URL."""
+    """The mock server (with benchmarks/shapes.py's replies) in a subprocess; yields its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nbchat.mockserver", "--port", "0", "--delay", "0", "--ttft", "0"],
+        [sys.executable, "-m", "benchmarks.shapes", "--port", "0", "--delay", "0", "--ttft", "0"],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=Path(__file__).resolve().parent.parent,  # where `benchmarks` is importable
     )
     try:
         assert proc.stdout is not None
