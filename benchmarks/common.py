@@ -15,14 +15,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from IPython.core.displaypub import DisplayPublisher
 
 __all__ = [
+    "NO_SDK",
     "CountingPublisher",
     "Published",
     "forget",
+    "has_openai",
     "median",
     "mock_server",
     "nbchat_shell",
@@ -31,13 +34,24 @@ __all__ = [
 ]
 
 
+NO_SDK = "openai SDK not installed (pip install -r benchmarks/requirements.txt)"
+
+
+def has_openai() -> bool:
+    """Whether the openai SDK, a baseline only, can be imported (it is never a dependency)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openai") is not None
+
+
 @contextmanager
 def mock_server() -> Iterator[str]:
-    """`python -m nbchat.mockserver` in a subprocess; yields its base URL."""
+    """The mock server (with benchmarks/shapes.py's replies) in a subprocess; yields its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nbchat.mockserver", "--port", "0", "--delay", "0", "--ttft", "0"],
+        [sys.executable, "-m", "benchmarks.shapes", "--port", "0", "--delay", "0", "--ttft", "0"],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=Path(__file__).resolve().parent.parent,  # where `benchmarks` is importable
     )
     try:
         assert proc.stdout is not None

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
-from .common import median
+from .common import NO_SDK, has_openai, median
 
 ROUNDS = 12
 SCRIPT = """
@@ -49,11 +49,12 @@ def one_process(load: str) -> tuple[float, dict[str, Any]]:
 
 
 def measure() -> dict[str, Any]:
-    process: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    load: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    kinds = {k: code for k, code in KINDS.items() if "openai" not in code or has_openai()}
+    process: dict[str, list[float]] = {kind: [] for kind in kinds}
+    load: dict[str, list[float]] = {kind: [] for kind in kinds}
     heavy: set[str] = set()
     for _ in range(ROUNDS):
-        for kind, code in KINDS.items():
+        for kind, code in kinds.items():
             cpu, printed = one_process(code)
             process[kind].append(cpu)
             load[kind].append(printed["load"])
@@ -74,7 +75,11 @@ def report(r: dict[str, Any]) -> list[str]:
         "| | whole process | over bare IPython | the load step alone |",
         "|---|---|---|---|",
     ]
-    for kind, cpu in r["process"].items():
+    for kind in KINDS:
+        if kind not in r["process"]:
+            lines.append(f"| {kind} | {NO_SDK} | | |")
+            continue
+        cpu = r["process"][kind]
         lines.append(
             f"| {kind} | {cpu * 1000:.0f} ms | {(cpu - bare) * 1000:+.0f} ms "
             f"| {r['load'][kind] * 1000:.1f} ms |"

@@ -14,6 +14,13 @@ where the rest of the reply cannot change how the text before it renders:
   emphasis is open. The live view shows the head of such a paragraph so that it
   joins the rest without a gap (see render.py).
 
+Code fences follow CommonMark: a fence is closed only by a line of the same
+character, at least as long, indented at most 3 columns past the content of
+the list item it is in, with nothing after it; a line left of that content ends
+the item and its fence. So the scan keeps the content columns of open list
+items. (In a block quote every line starts with `>` and a blank line ends the
+quote, so a quote's fence cannot hide a cut.)
+
 Only complete lines count for blocks, and the first character of the growing
 last line: a letter after a blank line starts a new block whatever follows.
 Pure string scanning, no imports: this runs on every display update.
@@ -24,17 +31,56 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["BlockSplitter", "Piece", "last_boundary", "paragraph_cut"]
+__all__ = ["BlockSplitter", "Fence", "Piece", "last_boundary", "open_fence", "paragraph_cut"]
 
-_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_FENCE = re.compile(r"`{3,}|~{3,}")
 _MATH = re.compile(r" {0,3}(\$\$|\\\[|\\begin\{([A-Za-z*]+)\})")
 _RAW_HTML = re.compile(r" {0,3}<(script|pre|style|textarea|!--)", re.IGNORECASE)
 _CONTAINER = re.compile(r"<(/?)(details|div)\b", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"([-+*]|\d{1,9}[.)])( |\t|$)")
+# What ends a paragraph (besides list items, fences and blank lines).
+_INTERRUPTS = re.compile(r" {0,3}(#{1,6}( |$)|>|<|[-*_=\s]+$)")
+_BREAK = re.compile(r"([-*_])( *\1){2,} *$")  # a thematic break, not a list item
 # A line starting like this is not plain paragraph text (it may start another block).
 _NOT_PROSE = re.compile(
     r" {0,3}([#>|<]|`{3}|~{3}|\$\$|\\\[|[-+*]( |\t|$)|\d{1,9}[.)]( |\t|$))| {4}|\t|[-*_=\s]+$"
 )
+
+
+class Fence(NamedTuple):
+    """An open code fence: its marker, and the column where its list item's content starts."""
+
+    marker: str
+    base: int = 0
+
+    def closed_by(self, line: str, indent: int) -> bool:
+        """Whether `line`, `indent` columns in, closes the fence: CommonMark allows at most
+        3 columns past the item's content, the same character at least as many times, and
+        nothing but spaces after it."""
+        rest = line[indent:].rstrip(" \t")
+        return indent - self.base < 4 and rest.startswith(self.marker) and not rest.strip(rest[0])
+
+    def closer(self) -> str:
+        return " " * self.base + self.marker
+
+
+def _item(line: str, start: int, base: int, interrupts: bool) -> tuple[int, int] | None:
+    """(content column, text start) if a list item starts at `start`, in content at `base`.
+
+    `interrupts`: the line would otherwise continue a paragraph, which an empty item
+    or an ordered one not numbered 1 cannot interrupt.
+    """
+    match = _LIST_ITEM.match(line, start)
+    if match is None or start - base > 3 or _BREAK.match(line, start):
+        return None
+    after = match.end(1)
+    text = len(line) - len(line[after:].lstrip(" "))
+    marker = match.group(1)
+    if interrupts and (text == len(line) or (marker[0].isdigit() and int(marker[:-1]) != 1)):
+        return None
+    if text == len(line) or text - after > 4:  # an empty item, or indented code in it
+        return after + 1, text
+    return text, text
 
 
 def _math_end(line: str, start: re.Match[str]) -> str | None:
@@ -47,10 +93,21 @@ def _math_end(line: str, start: re.Match[str]) -> str | None:
 
 def scan(text: str) -> tuple[int, int]:
     """(last block boundary, last boundary between loose list items); 0 when none."""
-    fence: str | None = None  # the opening fence while inside one
+    boundary, item, _ = _scan(text)
+    return boundary, item
+
+
+def open_fence(text: str) -> Fence | None:
+    """The code fence still open at the end of `text` (its last line counts), if any."""
+    return _scan(text if text.endswith("\n") else text + "\n")[2]
+
+
+def _scan(text: str) -> tuple[int, int, Fence | None]:
+    fence: Fence | None = None  # the code fence we are in
     closer: str | None = None  # what ends the math or raw HTML block we are in
     containers = 0  # open <details>/<div> elements
-    in_list = False
+    items: list[int] = []  # content columns of the open list items, outermost first
+    in_list = paragraph = empty_item = False
     boundary = item = 0
     blank_before = False
     pos = 0
@@ -58,18 +115,31 @@ def scan(text: str) -> tuple[int, int]:
     while pos < end:
         nl = text.index("\n", pos)
         line = text[pos:nl]
+        if "\t" in line:
+            line = line.expandtabs(4)
+        blank = not line.strip()
+        indent = len(line) - len(line.lstrip(" "))
+        if fence is not None and not blank and indent < fence.base:
+            fence = None  # a line left of the list item's content ends the item and its fence
         if fence is not None:
-            stripped = line.strip()
-            if stripped.startswith(fence) and stripped.strip(fence[0]) == "":
+            if fence.closed_by(line, indent):
                 fence = None
         elif closer is not None:
             if closer in line:
                 closer = None
-        elif not line.strip():
+        elif blank:
+            if empty_item:
+                items.pop()  # an item may start with one blank line, not two
             blank_before = True
+            paragraph = empty_item = False
             pos = nl + 1
             continue
         else:
+            interrupts = paragraph  # the line would continue the paragraph it follows
+            if not (paragraph and not _NOT_PROSE.match(line, indent)):  # not a lazy line
+                while items and indent < items[-1]:
+                    items.pop()
+                    interrupts = False  # that paragraph's list item has ended
             if not line[0].isspace():
                 marker = _LIST_ITEM.match(line) is not None
                 if blank_before and containers == 0:
@@ -80,9 +150,21 @@ def scan(text: str) -> tuple[int, int]:
                         in_list = marker
                 elif marker:
                     in_list = True
-            if match := _FENCE.match(line):
-                if not (match.group(1)[0] == "`" and "`" in line[match.end() :]):
-                    fence = match.group(1)
+            base = items[-1] if items else 0
+            start = indent
+            while found := _item(line, start, base, interrupts):
+                in_list = in_list or not items  # a top-level list, maybe indented
+                base, start = found
+                items.append(base)
+                interrupts = False
+            empty_item = start == len(line)  # only an item marker
+            paragraph = (interrupts and not _INTERRUPTS.match(line, indent)) or (
+                start < len(line) and not _NOT_PROSE.match(line, start)
+            )
+            match = _FENCE.match(line, start) if start - base < 4 else None
+            if match and not (match.group()[0] == "`" and "`" in line[match.end() :]):
+                fence = Fence(match.group(), base)
+                paragraph = False
             elif match := _MATH.match(line):
                 closer = _math_end(line, match)
             elif match := _RAW_HTML.match(line):
@@ -102,7 +184,7 @@ def scan(text: str) -> tuple[int, int]:
             item = end
             if not (in_list and (first in "-+*" or first.isdigit())):
                 boundary = end
-    return boundary, item
+    return boundary, item, fence
 
 
 def last_boundary(text: str) -> int:

@@ -16,12 +16,11 @@ inside), which every frontend, nbconvert and GitHub show side by side, and
 from __future__ import annotations
 
 import html
-import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from .blocks import last_boundary
+from .blocks import last_boundary, open_fence
 from .errors import NbChatError
 from .render import footer_text
 
@@ -32,7 +31,6 @@ __all__ = ["ColumnsView", "markdown_table", "plain_sections"]
 
 # Notebook CSS centres and right-aligns table cells; a reply reads from the top left.
 _TOP = 'valign="top" style="vertical-align:top;text-align:left"'
-_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 
 
 def _markdown(text: str) -> dict[str, Any]:
@@ -45,19 +43,8 @@ def _markdown(text: str) -> dict[str, Any]:
 
 def close_fences(text: str) -> str:
     """`text` with an unclosed code fence closed, so it cannot swallow what follows."""
-    fence: str | None = None
-    for line in text.splitlines():
-        match = _FENCE.match(line)
-        if match is None:
-            continue
-        marker = match.group(1)
-        if fence is None:
-            fence = marker
-        elif (
-            marker[0] == fence[0] and len(marker) >= len(fence) and not line[match.end() :].strip()
-        ):
-            fence = None
-    return f"{text.rstrip()}\n{fence}\n" if fence else text
+    fence = open_fence(text)
+    return f"{text.rstrip()}\n{fence.closer()}\n" if fence else text
 
 
 def _footer(result: CompareResult) -> str:

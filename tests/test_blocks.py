@@ -9,9 +9,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from nbchat.blocks import BlockSplitter, last_boundary, paragraph_cut, scan
+from nbchat.blocks import BlockSplitter, Fence, last_boundary, open_fence, paragraph_cut, scan
 from nbchat.mockserver import reply_pieces
 
 MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
@@ -31,6 +33,15 @@ TRICKY = {
     "\\end{align}\n\ntext\n",
     "quotes and breaks": "> quoted\n>\n> more\n\n> another quote\n\n***\n\n    indented code\n\n"
     "    more code\n\nprose\n",
+    "only a CommonMark closing fence closes": "```\ncode\n    ```\n\nmore code\n```\n\n"
+    "~~~\n~~~ not a closer\n\nstill tilde\n~~~~\n\n````\n```\n\nshorter\n````  \n\n"
+    "```\n~~~ is another character\n\nother char\n```\n\nafter\n",
+    "fences in nested list items": "- a\n  - b\n\n    ```\n    x\n\n    y\n      ```\n\n"
+    "    z\n    ```\n\n- ```\n  in item\n\n  more\n  ```\n\nafter\n",
+    "a line left of the item ends its fence": "1. step\n   ```\n   open\n\nNext.\n\n```\n"
+    "real\n\ncode\n```\n\nend\n",
+    "fences in block quotes": "> ```\n> a\n>\n> b\n> ```\n\n> ```\n> open\n\n```\nc\n\nd\n```\n\n"
+    "after\n",
     "raw html": "<!--\ncomment\n\nstill comment\n-->\n\n<details>\n<summary>More</summary>\n\n"
     "hidden *text*\n\n</details>\n\nvisible\n",
 }
@@ -64,6 +75,13 @@ def test_cuts_are_exactly_the_top_level_block_starts():
         ("fence with fences in strings", ["y = ", '"""\n```', "still outer"]),
         ("tilde fence, indented closing", ["~~~\n"]),
         ("fence inside a list", ["echo bye"]),
+        (
+            "only a CommonMark closing fence closes",
+            ["more code", "still tilde", "shorter", "other char"],
+        ),
+        ("fences in nested list items", ["    y", "    z", "  more"]),
+        ("a line left of the item ends its fence", ["code"]),
+        ("fences in block quotes", ["d\n"]),
         ("math blocks", ["b\n$$", "y\n\\]", "d\n\\end"]),
         ("raw html", ["still comment", "hidden", "</details>"]),
         ("loose list stays one list", ["- b", "- c", "- y"]),
@@ -78,6 +96,46 @@ def test_never_cut_inside_a_fence_math_html_or_list(name, inside):
         assert position not in found
         # and no cut between the block's start and this line either
         assert not any(position - len(start) < c <= position for c in found)
+
+
+_fence_line = st.builds(
+    lambda indent, char, length, info: " " * indent + char * length + info,
+    st.integers(0, 7),
+    st.sampled_from("`~"),
+    st.integers(3, 5),
+    st.sampled_from(["", "", "python", " x", " `", "  "]),
+)
+_line = st.one_of(
+    st.sampled_from(["", "", "text", "more words", "   c", "    code", "\tx"]),
+    st.sampled_from(["", "text"]),
+    _fence_line,
+    _fence_line,
+    _fence_line,
+    st.sampled_from(
+        ["- a", "1. a", "2. x", "10. c", " 2. q", "  - b", "1)    y", "-", "1.", "* * *", "---"]
+    ),
+    st.sampled_from(["- ```", "-   ```", "-\t```", "- - ~~~", "  1. ```", "> ```", "> a", ">"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_line, max_size=16))
+def test_every_cut_of_fences_lists_and_quotes_renders_like_the_whole(lines):
+    """Fences of every indent, length and kind, in and out of list items and quotes."""
+    text = "\n".join(lines) + "\n"
+    whole = MD.render(text)
+    for cut in sorted(cuts(text)):
+        assert MD.render(text[:cut]) + MD.render(text[cut:]) == whole, (text, cut)
+
+
+def test_open_fence_and_the_line_that_closes_it():
+    assert open_fence("text\n```python\nx = 1") == Fence("```")
+    assert open_fence("```\ncode\n    ```") == Fence("```")  # 4 spaces: still code
+    assert open_fence("~~~~\n~~~\n~~~~ x\n") == Fence("~~~~")
+    assert open_fence("```\nx\n   ````  \n") is None
+    fence = open_fence("1. step\n   ```bash\n   echo\n       ```")
+    assert fence == Fence("```", 3) and fence.closer() == "   ```"
+    assert open_fence("1. step\n   ```bash\n   echo\nNext") is None  # the item ended
 
 
 def test_unclosed_fence_is_never_cut_and_renders_as_code():
