@@ -79,6 +79,11 @@ class MemoryCommands(Configurable):
         )
         return self._recorder
 
+    def _record_reset(self, conversation: str) -> None:
+        """`%chat reset` reaches the record: resume restores what the conversation holds now."""
+        if self._recorder is not None:
+            self._recorder.forget(conversation)
+
     def _cell_id(self) -> str | None:
         """The running cell's id, for the first turn of this execution (later ones append)."""
         request = execute_request(self.shell)

@@ -38,6 +38,7 @@ class MultiModelCommands:
         def _user_ns(self) -> dict[str, Any]: ...
         def settings(self) -> Settings: ...
         def _live(self) -> bool: ...
+        def _cell_id(self) -> str | None: ...
 
     # -- compare -------------------------------------------------------------------
 
@@ -60,7 +61,11 @@ class MultiModelCommands:
     def _compare(
         self, request: CellRequest, models: list[str], args: Any, settings: Settings
     ) -> None:
-        """Stream the cell to every model side by side; nothing joins the conversation yet."""
+        """Stream the cell to every model side by side; nothing joins the conversation yet.
+
+        With the cell's id, as for a `%%chat` cell: run again, the models see the
+        conversation before its earlier turn, and a pick replaces that turn.
+        """
         from .columns import ColumnsView
         from .comparison import CompareError, run_compare
 
@@ -77,6 +82,7 @@ class MultiModelCommands:
                 conversation=request.conversation,
                 params=request.params,
                 system=request.system,
+                cell_id=self._cell_id(),
             )
         except CompareError as error:
             self._keep(error.comparison, args)
@@ -98,9 +104,8 @@ class MultiModelCommands:
             raise OptionError(
                 "nothing to pick yet", hint="compare first, e.g. %%chat -m gpt-4o-mini,gpt-4.1-mini"
             )
-        number = int(rest[0])
-        reply = self._last_comparison.pick(number)
-        print(f"picked reply {number} ({reply.model}); the next %%chat continues from it")
+        self._last_comparison.pick(int(rest[0]))
+        print(self._last_comparison.picked_note())
 
     # -- map -----------------------------------------------------------------------
 

@@ -8,9 +8,11 @@ timeout, kernels writing the same file at once wait for each other instead of
 failing, and readers never block writers.
 
 A row keeps `context`, the ids of the rows whose turns the request was built
-on, so a conversation is rebuilt from its last row alone, whatever re-runs and
-resets happened before. The API key is never written: it is not in request
-bodies, and anything written is passed through the key's redaction as well.
+on, so a conversation is rebuilt from its last kept row alone, whatever re-runs
+happened before; `kept` says the turn is part of the conversation as it stands
+(a compared reply is kept once picked, and a reset clears it from every row of
+that conversation). The API key is never written: it is not in request bodies,
+and anything written is passed through the key's redaction as well.
 """
 
 from __future__ import annotations
@@ -222,6 +224,20 @@ class Record:
         values = {"finished": time.time(), **values}
         sets = ", ".join(f"{name} = :{name}" for name in values)
         self._write(f"UPDATE exchanges SET {sets} WHERE id = :row_id", {**values, "row_id": row})
+
+    def keep(self, row: int) -> None:
+        """Exchange `row` joined its conversation after it ended (a picked comparison reply)."""
+        self._write("UPDATE exchanges SET kept = 1 WHERE id = ?", (row,))
+
+    def forget(self, notebook: str, conversation: str) -> int:
+        """A reset: no exchange of the conversation so far is part of it any more."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE exchanges SET kept = 0 "
+                "WHERE notebook = ? AND conversation = ? AND kept = 1",
+                (notebook, conversation),
+            )
+            return cursor.rowcount
 
     def abandon(self, notebook: str, session: str) -> int:
         """Mark exchanges other kernels of `notebook` left `streaming` as `incomplete`."""
