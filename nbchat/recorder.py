@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import Settings
@@ -24,6 +24,10 @@ from .conversation import Conversation, Turn
 from .errors import Interrupted, NbChatError, StreamError
 from .record import Record
 from .types import Message, Reply, Secret
+
+if TYPE_CHECKING:
+    from .mapcache import RecordCache
+    from .results import MemoryCache
 
 __all__ = ["Recorder", "outcome", "public_url"]
 
@@ -197,6 +201,23 @@ class Recorder:
             change(record)
         except sqlite3.Error as exc:
             self._warn(record.path, exc)
+
+    def map_cache(self, secret: Secret | None, fallback: MemoryCache) -> RecordCache | None:
+        """nbchat.map's cache in the record (None when recording is off or it cannot open)."""
+        from .mapcache import RecordCache
+
+        record = self.open() if self._enabled() else None
+        self.flush()  # says why, if it could not be opened
+        if record is None:
+            return None
+        return RecordCache(
+            record,
+            notebook=self.notebook(),
+            session=self.session,
+            fallback=fallback,
+            secret=secret,
+            notice=self.notice,
+        )
 
     def _reply_values(self, reply: Reply) -> dict[str, Any]:
         usage = reply.usage
