@@ -6,7 +6,8 @@ OpenAI Batch API with `batch="api"` (see `batch_api`). Results come back in
 input order; a finished request is cached by its exact body, so re-running
 the same call after an interrupt (or a crash of the notebook's patience)
 sends only what is still missing. With the extension loaded the cache is the
-exchange record (see `mapcache`), so this holds across kernel restarts too.
+exchange record (see `mapcache`), so this holds across kernel restarts too,
+and the request fields configured as `ChatMagics.temperature` etc. apply.
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ def map(
     sent on its own; at most `concurrency` at once (fewer while rate limited).
     `batch="api"` uses the OpenAI Batch API instead (half price, done within 24 h).
     Finished replies are cached by exact request: re-running resumes. With
-    `%load_ext nbchat` the cache is the exchange record, which outlives the kernel.
+    `%load_ext nbchat` the configured request fields (`ChatMagics.temperature`,
+    `max_tokens`, `params`, ...) apply under `params`, and the cache is the
+    exchange record, which outlives the kernel.
     """
     from .comparison import require_key
     from .context import current
@@ -162,8 +165,10 @@ def map(
     require_key(settings)
     model = model or settings.model
     system = system if system is not None else settings.system_prompt
+    defaults = ctx.magics.request_defaults() if ctx.magics is not None else {}
+    fields = {**defaults, **(params or {})}  # as a %%chat cell: configured < given
     prompts = [render(template, v, label) for v, label in zip(values, labels, strict=True)]
-    bodies = [_body(model, p, system, params or {}) for p in prompts]
+    bodies = [_body(model, p, system, fields) for p in prompts]
     keys = [request_key(settings.base_url, b) for b in bodies]
     store = _cache(cache, ctx)
     discount = 0.5 if batch == "api" else 1.0  # the Batch API's published price cut

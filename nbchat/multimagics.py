@@ -39,6 +39,7 @@ class MultiModelCommands:
         def settings(self) -> Settings: ...
         def _live(self) -> bool: ...
         def _cell_id(self) -> str | None: ...
+        def request_defaults(self) -> dict[str, Any]: ...
 
     # -- compare -------------------------------------------------------------------
 
@@ -125,12 +126,18 @@ class MultiModelCommands:
             raise OptionError("%chat map runs one model; compare models with %%chat -m a,b")
         out = opts.out or getattr(before, "out", None)
         system = opts.system or getattr(before, "system", None)
+        params = None  # map applies the configured fields itself; flags first add to them
+        if before is not None:
+            from .params import cell_params
+
+            params = cell_params(before, self._user_ns, self.request_defaults())
         try:
             results = map_items(
                 self._text(" ".join(opts.template)),
                 self._evaluate(opts.items),
                 model=model,
                 system=self._text(system) if system else None,
+                params=params,
                 concurrency=opts.concurrency,
                 batch=opts.batch,
                 poll_interval=opts.poll_interval,

@@ -1,6 +1,6 @@
 """`nbchat.map` and the exchange record: a re-run after a restart (or in another process)
-pays nothing, Batch API batches are collected rather than submitted twice, and map spend
-shows in `%chat usage`."""
+pays nothing, Batch API batches are collected rather than submitted twice, map spend
+shows in `%chat usage`, and the configured request fields reach every map request."""
 
 from __future__ import annotations
 
@@ -189,3 +189,33 @@ def test_record_cache_round_trips_replies_and_survives_a_new_instance(tmp_path):
     totals = fresh.record.totals("nb")
     assert (totals.exchanges, totals.mapped, totals.total_tokens, totals.cost) == (1, 1, 7, 0.25)
     assert fresh.record.totals("nb", "s2").exchanges == 0
+
+
+# -- the configured request fields ----------------------------------------------------------
+
+
+def test_map_applies_the_configured_request_fields_under_params(ip, server, mock):
+    ip.run_line_magic("config", "ChatMagics.temperature = 0.2")
+    ip.run_line_magic("config", "ChatMagics.max_tokens = 50")
+    ip.run_line_magic("config", "ChatMagics.params = {'service_tier': 'flex'}")
+    nbchat.map("Say {}", ["a"])
+    nbchat.map("Say {}", ["b"], params={"temperature": 0.7, "seed": 3})
+    ip.user_ns["names"] = ["c"]
+    run(ip, "%chat map names 'Say {}'")
+    run(ip, "%chat -t 0.9 --max-tokens 20 map names 'Say {} again'")
+    fields = [
+        {k: v for k, v in r.body.items() if k not in ("model", "messages")} for r in server.requests
+    ]
+    assert fields == [
+        {"temperature": 0.2, "max_completion_tokens": 50, "service_tier": "flex"},
+        {"temperature": 0.7, "max_completion_tokens": 50, "service_tier": "flex", "seed": 3},
+        {"temperature": 0.2, "max_completion_tokens": 50, "service_tier": "flex"},
+        {"temperature": 0.9, "max_completion_tokens": 20, "service_tier": "flex"},
+    ]
+
+
+def test_map_without_the_extension_sends_only_what_it_is_given(bare_ip, server, mock, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    nbchat.map("Say {}", ["solo"], params={"seed": 1}, progress=False)
+    assert {k for k in server.requests[-1].body} == {"model", "messages", "seed"}
