@@ -5,14 +5,16 @@ bounded concurrency that adapts to 429s (see `pool`), or handed to the
 OpenAI Batch API with `batch="api"` (see `batch_api`). Results come back in
 input order; a finished request is cached by its exact body, so re-running
 the same call after an interrupt (or a crash of the notebook's patience)
-sends only what is still missing.
+sends only what is still missing. With the extension loaded the cache is the
+exchange record (see `mapcache`), so this holds across kernel restarts too,
+and the request fields configured as `ChatMagics.temperature` etc. apply.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import OptionError
 from .pricing import estimate_cost
@@ -27,9 +29,12 @@ from .results import (
 )
 from .types import Reply
 
+if TYPE_CHECKING:
+    from .context import Context
+
 __all__ = ["DEFAULT_CACHE", "map"]
 
-#: The cache `map(..., cache=True)` uses: this kernel's memory.
+#: The cache `map(..., cache=True)` uses without an exchange record: this process's memory.
 DEFAULT_CACHE = MemoryCache()
 
 Template = str | Callable[[Any], "str | list[dict[str, Any]]"]
@@ -105,10 +110,18 @@ def _body(
     return {"model": model, "messages": messages, **params}
 
 
-def _cache(cache: bool | ResultCache | None) -> ResultCache | None:
-    if cache is True:
-        return DEFAULT_CACHE
-    return cache or None
+def _cache(cache: bool | ResultCache | None, ctx: Context) -> ResultCache | None:
+    """`cache=True`: the exchange record when the extension keeps one, else memory."""
+    if cache is not True:
+        return cache or None
+    from .recorder import Recorder
+
+    recorder = ctx.session.recorder
+    if isinstance(recorder, Recorder):
+        found = recorder.map_cache(ctx.settings.api_key, DEFAULT_CACHE)
+        if found is not None:
+            return found
+    return DEFAULT_CACHE
 
 
 def map(
@@ -131,7 +144,10 @@ def map(
     dict key or DataFrame column) or a function item -> message(s). Each item is
     sent on its own; at most `concurrency` at once (fewer while rate limited).
     `batch="api"` uses the OpenAI Batch API instead (half price, done within 24 h).
-    Finished replies are cached by exact request: re-running resumes.
+    Finished replies are cached by exact request: re-running resumes. With
+    `%load_ext nbchat` the configured request fields (`ChatMagics.temperature`,
+    `max_tokens`, `params`, ...) apply under `params`, and the cache is the
+    exchange record, which outlives the kernel.
     """
     from .comparison import require_key
     from .context import current
@@ -149,10 +165,12 @@ def map(
     require_key(settings)
     model = model or settings.model
     system = system if system is not None else settings.system_prompt
+    defaults = ctx.magics.request_defaults() if ctx.magics is not None else {}
+    fields = {**defaults, **(params or {})}  # as a %%chat cell: configured < given
     prompts = [render(template, v, label) for v, label in zip(values, labels, strict=True)]
-    bodies = [_body(model, p, system, params or {}) for p in prompts]
+    bodies = [_body(model, p, system, fields) for p in prompts]
     keys = [request_key(settings.base_url, b) for b in bodies]
-    store = _cache(cache)
+    store = _cache(cache, ctx)
     discount = 0.5 if batch == "api" else 1.0  # the Batch API's published price cut
 
     results: list[BatchResult | None] = [None] * len(bodies)
@@ -190,10 +208,16 @@ def map(
         if not jobs:
             pass
         elif batch == "api":
-            from .batch_api import run_batch
+            from .batch_api import BatchIds, run_batch
 
             run_batch(
-                client, jobs, on_done, tally=tally, show=bar.show, poll_interval=poll_interval
+                client,
+                jobs,
+                on_done,
+                tally=tally,
+                show=bar.show,
+                poll_interval=poll_interval,
+                batches=store if isinstance(store, BatchIds) else None,
             )
         else:
             _run_pool(client, jobs, on_done, tally, bar, concurrency)

@@ -6,7 +6,8 @@ For jobs too large for interactive concurrency: upload the requests as JSONL
 error files (`GET /files/{id}/content`) and match lines to items by
 `custom_id` (the files are in no particular order). Interrupting only stops
 the polling: the batch keeps running on the server, and the same call run
-again picks it up instead of submitting (and paying for) it twice.
+again picks it up instead of submitting (and paying for) it twice, even after
+a kernel restart when the ids are kept in the exchange record (`BatchIds`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .client import ChatClient, parse_completion
 from .errors import NbChatError, NotFoundError
@@ -27,13 +28,24 @@ if TYPE_CHECKING:
 
     from .types import Reply
 
-__all__ = ["parse_output", "request_lines", "run_batch"]
+__all__ = ["BatchIds", "parse_output", "request_lines", "run_batch"]
 
 ENDPOINT = "/v1/chat/completions"
 #: Statuses after which a batch changes no more.
 FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+#: Statuses of a batch that will not deliver: the same call submits a new one.
+GONE = frozenset({"failed", "expired", "cancelled", "cancelling"})
 #: digest of (server, input JSONL) -> batch id, so a re-run resumes a submitted batch.
 _submitted: dict[str, str] = {}
+
+
+@runtime_checkable
+class BatchIds(Protocol):
+    """Where submitted batch ids outlive the kernel (`mapcache.RecordCache`)."""
+
+    def batch_id(self, digest: str) -> str | None: ...
+    def remember_batch(self, digest: str, batch_id: str) -> None: ...
+
 
 Done = Callable[[int, "Reply | None", "str | None"], None]
 
@@ -129,18 +141,29 @@ def run_batch(
     tally: Tally,
     show: Callable[[], None],
     poll_interval: float = 10.0,
+    batches: BatchIds | None = None,
 ) -> None:
-    """Submit `jobs` as one batch (or resume the same one), wait, report each item."""
+    """Submit `jobs` as one batch (or resume the same one), wait, report each item.
+
+    A batch submitted for the same input before (in this process, or in `batches`)
+    is collected rather than submitted again, unless it failed or was cancelled.
+    """
     data = request_lines(jobs)
     digest = hashlib.sha256(client.base_url.encode() + b"\n" + data).hexdigest()
     batch: dict[str, Any] | None = None
-    if digest in _submitted:
-        batch = _call(client, "GET", f"/batches/{_submitted[digest]}").json()
-        if batch.get("status") in ("failed", "expired", "cancelled", "cancelling"):
+    known = _submitted.get(digest) or (batches.batch_id(digest) if batches else None)
+    if known:
+        try:
+            batch = _call(client, "GET", f"/batches/{known}").json()
+        except NotFoundError:  # deleted, or another account's: submit afresh
+            batch = None
+        if batch is not None and batch.get("status") in GONE:
             batch = None
     if batch is None:
         batch = _submit(client, data)
         _submitted[digest] = batch["id"]
+        if batches is not None:
+            batches.remember_batch(digest, batch["id"])
     base_done, base_failed = tally.done, tally.failed
     while True:
         counts = batch.get("request_counts") or {}

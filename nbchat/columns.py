@@ -205,11 +205,11 @@ def _pick_buttons(comparison: Comparison) -> Any:
     def picker(number: int) -> Any:
         def on_click(_: Any) -> None:
             try:
-                reply = comparison.pick(number)
+                comparison.pick(number)
             except NbChatError as error:
                 message.value = f"<i>{html.escape(error.message)}</i>"
                 return
-            note = f"*picked reply {number} ({reply.model}); the next `%%chat` continues from it*"
+            note = "*" + comparison.picked_note().replace("%%chat", "`%%chat`") + "*"
             handle.update({"text/markdown": note, "text/plain": note}, raw=True)
 
         return on_click

@@ -31,6 +31,7 @@ class ConversationCommands:
         @property
         def session(self) -> ChatSession: ...
         def settings(self) -> Settings: ...
+        def _record_reset(self, conversation: str) -> None: ...
 
     def _conversation_named(self, command: str, rest: list[str]) -> Conversation:
         """The conversation `%chat COMMAND [NAME]` is about; OptionError if there is none."""
@@ -47,6 +48,7 @@ class ConversationCommands:
     def _cmd_reset(self, rest: list[str]) -> None:
         conv = self._conversation_named("reset", rest)
         dropped = conv.reset()
+        self._record_reset(conv.name)  # so %chat resume after a restart brings none back
         what = "conversation" if conv.name == "default" else f"conversation {conv.name!r}"
         print(f"{what} reset ({dropped} turn{'s' * (dropped != 1)} dropped)")
 

@@ -6,6 +6,13 @@ calling thread owns the display and drains a queue of deltas, so widgets and
 outputs are only touched from the cell's thread and a kernel interrupt lands
 where it can stop every stream. Nothing enters the conversation until the user
 picks a reply: `Comparison.pick(n)` (or `%chat pick n`, or a Pick button).
+
+A comparison follows a `%%chat` cell's rules: each model's exchange is in the
+record (not kept until picked, so `%chat usage` counts it and `%chat resume`
+restores the picked turn in its place), and a cell run again is compared on
+the conversation as it was before that cell's earlier turn. That turn and the
+later ones stay until a reply is picked, which replaces them, as a re-run
+`%%chat` cell's reply does once it is kept.
 """
 
 from __future__ import annotations
@@ -14,15 +21,13 @@ import dataclasses
 import queue
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .client import ChatStream
+from .compared import CompareError, CompareResult, Comparison
 from .config import Settings
-from .conversation import Conversation
-from .errors import ConfigError, NbChatError, OptionError
+from .errors import ConfigError, Interrupted, NbChatError, OptionError
 from .pricing import estimate_cost
-from .results import Results
 from .session import ChatSession
 from .types import Message, Reply
 
@@ -44,99 +49,6 @@ def parse_models(spec: str) -> list[str]:
         else:
             models.append(piece)
     return models
-
-
-@dataclass(frozen=True)
-class CompareResult:
-    """One model's answer: a complete or partial `reply`, and the `error` if it failed."""
-
-    model: str
-    reply: Reply | None
-    error: NbChatError | None = None
-
-    @property
-    def text(self) -> str:
-        return self.reply.text if self.reply is not None else ""
-
-    @property
-    def ok(self) -> bool:
-        """A complete reply that can continue the conversation."""
-        return self.error is None and self.reply is not None and self.reply.complete
-
-    def __str__(self) -> str:
-        return self.text
-
-
-class CompareError(NbChatError):
-    """Every model failed, or the comparison was interrupted; `.comparison` has the results."""
-
-    def __init__(self, message: str, *, comparison: Comparison, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.comparison = comparison
-
-
-class Comparison(Results[CompareResult]):
-    """The results of one comparison, in the order the models were given.
-
-    `comparison[0]` is the first model's result; `pick(1)` adds the first
-    model's reply to the conversation (numbers as shown above the columns).
-    """
-
-    def __init__(
-        self,
-        prompt: Message,
-        results: list[CompareResult],
-        conversation: Conversation,
-        turns_before: int,
-        system: str | None = None,
-    ) -> None:
-        super().__init__(results)
-        self.prompt = prompt
-        self.picked: int | None = None
-        self._conversation = conversation
-        self._turns_before = turns_before
-        self._system = system
-
-    def __repr__(self) -> str:
-        states = ", ".join(
-            f"{r.model}: {'ok' if r.ok else 'error' if r.error else 'partial'}" for r in self
-        )
-        return f"<Comparison of {len(self)} models ({states})>"
-
-    @property
-    def replies(self) -> dict[str, Reply]:
-        """Model -> reply, for every model that answered completely."""
-        return {r.model: r.reply for r in self.results if r.ok and r.reply is not None}
-
-    def pick(self, number: int) -> Reply:
-        """Add reply `number` (1-based, as shown) to the conversation; later cells continue it."""
-        if self.picked is not None:
-            raise OptionError(
-                f"reply {self.picked} of this comparison was already picked",
-                hint="compare again to pick another",
-            )
-        if not 1 <= number <= len(self):
-            raise OptionError(f"pick a reply between 1 and {len(self)}, not {number}")
-        result = self.results[number - 1]
-        if result.reply is None or not result.reply.text or result.error is not None:
-            raise OptionError(
-                f"reply {number} ({result.model}) has no answer to pick: {result.error or 'empty'}"
-            )
-        if len(self._conversation) != self._turns_before:
-            raise OptionError(
-                "the conversation changed since this comparison",
-                hint="a reply can only be picked right after its comparison",
-            )
-        if self._system is not None:
-            self._conversation.system_prompt = self._system
-        self._conversation.add(self.prompt, result.reply)
-        self.picked = number
-        return result.reply
-
-    def _repr_markdown_(self) -> str:
-        from .columns import markdown_table
-
-        return markdown_table(self, footers=True)
 
 
 class CompareView(Protocol):
@@ -186,18 +98,24 @@ def run_compare(
     conversation: str | None = None,
     params: dict[str, Any] | None = None,
     system: str | None = None,
+    cell_id: str | None = None,
 ) -> Comparison:
     """Stream `prompt` (after the conversation so far) to every model concurrently.
 
     `system` replaces the conversation's system prompt for this request, and
-    for the conversation only if a reply is picked.
+    for the conversation only if a reply is picked. With the `cell_id` of a cell
+    that made a turn, the models see the conversation before that turn.
     """
     if len(models) < 1:
         raise OptionError("no models to compare", hint="e.g. %%chat -m gpt-4o-mini,gpt-4.1-mini")
     require_key(settings)
     conv = session.conversation(conversation)
-    sent = conv if system is None else dataclasses.replace(conv, system_prompt=system)
-    turns_before = len(conv)
+    earlier = next((i for i, t in enumerate(conv.turns) if cell_id and t.cell_id == cell_id), None)
+    sent = dataclasses.replace(
+        conv,
+        turns=conv.turns[:earlier] if earlier is not None else list(conv.turns),
+        system_prompt=conv.system_prompt if system is None else system,
+    )
     user = prompt if isinstance(prompt, Message) else Message("user", prompt)
     client = session.client(settings)
     _ = client.http  # create the shared httpx.Client here, not raced for by the threads
@@ -211,13 +129,16 @@ def run_compare(
 
         return on_retry
 
-    streams = [
-        client.stream(
-            session.build_payload(user, settings, conversation=sent, model=m, params=params),
-            on_retry=notice(i),
-        )
-        for i, m in enumerate(models)
+    payloads = [
+        session.build_payload(user, settings, conversation=sent, model=m, params=params)
+        for m in models
     ]
+    recorder = session.recorder
+    rows = [
+        recorder.start(sent, user, payload, settings, cell_id) if recorder else None
+        for payload in payloads
+    ]
+    streams = [client.stream(p, on_retry=notice(i)) for i, p in enumerate(payloads)]
 
     def priced(reply: Reply) -> Reply:
         return reply.with_(cost=estimate_cost(reply.model, reply.usage, settings.prices))
@@ -248,6 +169,8 @@ def run_compare(
                 else:
                     partial = getattr(value, "partial", None)
                     reply = priced(partial) if partial is not None else None
+                    if reply is not None:
+                        value.partial = reply  # priced, as the record keeps it
                     result = CompareResult(models[index], reply, value)
                 results[index] = result
                 view.finish(index, result)
@@ -265,8 +188,11 @@ def run_compare(
                 results[index] = result
                 view.finish(index, result)
     done = [r for r in results if r is not None]
-    comparison = Comparison(user, done, conv, turns_before, system)
+    comparison = Comparison(user, done, conv, system, cell_id=cell_id, rows=rows, recorder=recorder)
     view.close(comparison)
+    if recorder is not None:  # after the table, so the record's notes print below it
+        for row, result in zip(rows, done, strict=True):
+            recorder.finish(row, *_outcome(result), False)
     if interrupted:
         raise CompareError(
             "comparison interrupted; nothing was added to the conversation",
@@ -280,6 +206,14 @@ def run_compare(
             comparison=comparison,
         )
     return comparison
+
+
+def _outcome(result: CompareResult) -> tuple[Reply | None, BaseException | None]:
+    """(reply, error) of one column, as the record's `finish` takes them."""
+    reply = result.reply
+    if result.error is None and reply is not None and reply.finish_reason == "interrupted":
+        return None, Interrupted("interrupted", partial=reply)
+    return (None, result.error) if result.error is not None else (reply, None)
 
 
 def compare(
@@ -302,6 +236,14 @@ def compare(
     view = ColumnsView(
         live=ctx.live, interval=ctx.settings.update_interval, footers=ctx.settings.show_usage
     )
+    magics = ctx.magics
     return run_compare(
-        ctx.session, ctx.settings, prompt, names, view, conversation=conversation, params=params
+        ctx.session,
+        ctx.settings,
+        prompt,
+        names,
+        view,
+        conversation=conversation,
+        params=params,
+        cell_id=magics._cell_id() if magics is not None else None,  # a re-run cell replaces
     )

@@ -79,6 +79,11 @@ class MemoryCommands(Configurable):
         )
         return self._recorder
 
+    def _record_reset(self, conversation: str) -> None:
+        """`%chat reset` reaches the record: resume restores what the conversation holds now."""
+        if self._recorder is not None:
+            self._recorder.forget(conversation)
+
     def _cell_id(self) -> str | None:
         """The running cell's id, for the first turn of this execution (later ones append)."""
         request = execute_request(self.shell)
@@ -196,9 +201,10 @@ class MemoryCommands(Configurable):
 
 
 def usage_line(totals: Totals) -> str:
-    """e.g. `3 exchanges · 120 prompt + 400 completion = 520 tokens · $0.000258`."""
+    """e.g. `3 exchanges (1 by nbchat.map) · 120 prompt + 400 completion = 520 tokens · $0.0003`."""
+    mapped = f" ({totals.mapped} by nbchat.map)" if totals.mapped else ""
     line = (
-        f"{_plural(totals.exchanges, 'exchange')} · {totals.prompt_tokens} prompt + "
+        f"{_plural(totals.exchanges, 'exchange')}{mapped} · {totals.prompt_tokens} prompt + "
         f"{totals.completion_tokens} completion = {totals.total_tokens} tokens"
     )
     if totals.cost is not None:

@@ -39,6 +39,8 @@ class MultiModelCommands:
         def _user_ns(self) -> dict[str, Any]: ...
         def settings(self) -> Settings: ...
         def _live(self) -> bool: ...
+        def _cell_id(self) -> str | None: ...
+        def request_defaults(self) -> dict[str, Any]: ...
 
     # -- compare -------------------------------------------------------------------
 
@@ -61,7 +63,11 @@ class MultiModelCommands:
     def _compare(
         self, request: CellRequest, models: list[str], args: Any, settings: Settings
     ) -> None:
-        """Stream the cell to every model side by side; nothing joins the conversation yet."""
+        """Stream the cell to every model side by side; nothing joins the conversation yet.
+
+        With the cell's id, as for a `%%chat` cell: run again, the models see the
+        conversation before its earlier turn, and a pick replaces that turn.
+        """
         from .columns import ColumnsView
         from .comparison import CompareError, run_compare
 
@@ -78,6 +84,7 @@ class MultiModelCommands:
                 conversation=request.conversation,
                 params=request.params,
                 system=request.system,
+                cell_id=self._cell_id(),
             )
         except CompareError as error:
             self._keep(error.comparison, args)
@@ -99,9 +106,8 @@ class MultiModelCommands:
             raise OptionError(
                 "nothing to pick yet", hint="compare first, e.g. %%chat -m gpt-4o-mini,gpt-4.1-mini"
             )
-        number = int(rest[0])
-        reply = self._last_comparison.pick(number)
-        print(f"picked reply {number} ({reply.model}); the next %%chat continues from it")
+        self._last_comparison.pick(int(rest[0]))
+        print(self._last_comparison.picked_note())
 
     # -- map -----------------------------------------------------------------------
 
@@ -121,12 +127,18 @@ class MultiModelCommands:
             raise OptionError("%chat map runs one model; compare models with %%chat -m a,b")
         out = check_out(opts.out or getattr(before, "out", None))
         system = opts.system or getattr(before, "system", None)
+        params = None  # map applies the configured fields itself; flags first add to them
+        if before is not None:
+            from .params import cell_params
+
+            params = cell_params(before, self._user_ns, self.request_defaults())
         try:
             results = map_items(
                 self._text(" ".join(opts.template)),
                 self._evaluate(opts.items),
                 model=model,
                 system=self._text(system) if system else None,
+                params=params,
                 concurrency=opts.concurrency,
                 batch=opts.batch,
                 poll_interval=opts.poll_interval,

@@ -166,9 +166,13 @@ def run_in_thread(
 
     A KeyboardInterrupt in the calling thread cancels the coroutine (finished
     work stays wherever `on_done` put it) and is re-raised once it has stopped.
+    The wait is on an Event, not `Thread.join`: on Python 3.11 an interrupt that
+    lands inside `join(timeout)` marks the still-running thread as stopped, so a
+    later `join()` returned at once while replies were still being reported.
     """
     state: dict[str, Any] = {}
     started = threading.Event()
+    finished = threading.Event()
 
     async def main() -> None:
         state["loop"] = asyncio.get_running_loop()
@@ -185,20 +189,21 @@ def run_in_thread(
             state["error"] = exc
         finally:
             started.set()
+            finished.set()
 
     thread = threading.Thread(target=target, name="nbchat-pool", daemon=True)
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(interval)
+        while not finished.wait(interval):
             tick()
+        tick()
     except KeyboardInterrupt:
         started.wait()
         loop, task = state.get("loop"), state.get("task")
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # unless the loop just finished by itself
                 loop.call_soon_threadsafe(task.cancel)
-        thread.join()
+        finished.wait()
         raise
     if "error" in state:
         raise state["error"]

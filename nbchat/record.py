@@ -8,9 +8,15 @@ timeout, kernels writing the same file at once wait for each other instead of
 failing, and readers never block writers.
 
 A row keeps `context`, the ids of the rows whose turns the request was built
-on, so a conversation is rebuilt from its last row alone, whatever re-runs and
-resets happened before. The API key is never written: it is not in request
-bodies, and anything written is passed through the key's redaction as well.
+on, so a conversation is rebuilt from its last kept row alone, whatever re-runs
+happened before; `kept` says the turn is part of the conversation as it stands
+(a compared reply is kept once picked, and a reset clears it from every row of
+that conversation). The API key is never written: it is not in request bodies,
+and anything written is passed through the key's redaction as well.
+
+Two more tables serve `nbchat.map` (see `mapcache`): `map_results`, finished
+replies keyed by a digest of the exact request (with their usage, so `%chat
+usage` counts them), and `map_batches`, the Batch API batches submitted.
 """
 
 from __future__ import annotations
@@ -66,6 +72,24 @@ CREATE TABLE IF NOT EXISTS exchanges (
 );
 CREATE INDEX IF NOT EXISTS exchanges_by_notebook ON exchanges (notebook, conversation, id);
 CREATE INDEX IF NOT EXISTS exchanges_by_session ON exchanges (session);
+CREATE TABLE IF NOT EXISTS map_results (
+    key TEXT PRIMARY KEY,
+    notebook TEXT NOT NULL,
+    session TEXT NOT NULL,
+    created REAL NOT NULL,
+    model TEXT,
+    reply TEXT NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    total_tokens INTEGER,
+    cost REAL
+);
+CREATE INDEX IF NOT EXISTS map_results_by_notebook ON map_results (notebook, session);
+CREATE TABLE IF NOT EXISTS map_batches (
+    digest TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL,
+    created REAL NOT NULL
+);
 """
 
 
@@ -166,6 +190,7 @@ class Totals:
     cost: float | None
     unpriced: int  # exchanges with usage but a model missing from the price table
     without_usage: int
+    mapped: int = 0  # of `exchanges`, requests sent by nbchat.map
 
 
 class Record:
@@ -204,9 +229,12 @@ class Record:
             return cursor.lastrowid or 0
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Exchange]:
+        return [Exchange(*row) for row in self.query(sql, args)]
+
+    def query(self, sql: str, args: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]:
+        """The rows of one statement (for the map tables, which `mapcache` reads and writes)."""
         with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        return [Exchange(*row) for row in rows]
+            return self._db.execute(sql, args).fetchall()
 
     # -- writing --------------------------------------------------------------------------
 
@@ -222,6 +250,20 @@ class Record:
         values = {"finished": time.time(), **values}
         sets = ", ".join(f"{name} = :{name}" for name in values)
         self._write(f"UPDATE exchanges SET {sets} WHERE id = :row_id", {**values, "row_id": row})
+
+    def keep(self, row: int) -> None:
+        """Exchange `row` joined its conversation after it ended (a picked comparison reply)."""
+        self._write("UPDATE exchanges SET kept = 1 WHERE id = ?", (row,))
+
+    def forget(self, notebook: str, conversation: str) -> int:
+        """A reset: no exchange of the conversation so far is part of it any more."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE exchanges SET kept = 0 "
+                "WHERE notebook = ? AND conversation = ? AND kept = 1",
+                (notebook, conversation),
+            )
+            return cursor.rowcount
 
     def abandon(self, notebook: str, session: str) -> int:
         """Mark exchanges other kernels of `notebook` left `streaming` as `incomplete`."""
@@ -265,18 +307,25 @@ class Record:
         return out
 
     def totals(self, notebook: str, session: str | None = None) -> Totals:
-        """Token and cost sums for a notebook, or for one kernel session of it."""
+        """Token and cost sums for a notebook, or for one kernel session of it.
+
+        Chat exchanges and the requests nbchat.map paid for (each cached result once).
+        """
         where: str = "notebook = ?"
         args: tuple[str, ...] = (notebook,)
         if session is not None:
             where += " AND session = ?"
             args = (notebook, session)
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), "
-                "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), SUM(cost), "
-                "SUM(total_tokens IS NOT NULL AND cost IS NULL), SUM(total_tokens IS NULL) "
-                f"FROM exchanges WHERE {where}",
-                args,
-            ).fetchone()
-        return Totals(row[0], row[1], row[2], row[3], row[4], row[5] or 0, row[6] or 0)
+        sums = (
+            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), "
+            "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), SUM(cost), "
+            "COALESCE(SUM(total_tokens IS NOT NULL AND cost IS NULL), 0), "
+            "COALESCE(SUM(total_tokens IS NULL), 0) FROM {} WHERE " + where
+        )
+        (chat,) = self.query(sums.format("exchanges"), args)
+        (mapped,) = self.query(sums.format("map_results"), args)
+        costs = [c for c in (chat[4], mapped[4]) if c is not None]
+        count, prompt, completion, total = (chat[i] + mapped[i] for i in range(4))
+        unpriced, without = chat[5] + mapped[5], chat[6] + mapped[6]
+        cost = sum(costs) if costs else None
+        return Totals(count, prompt, completion, total, cost, unpriced, without, mapped[0])

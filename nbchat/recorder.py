@@ -4,7 +4,9 @@
 and completes it when the exchange ends, for the notebook this kernel runs.
 A record that cannot be opened or written never stops a chat: the user is told
 once, and the chat goes on unrecorded. `resume` rebuilds the notebook's
-conversations as earlier kernels left them.
+conversations as earlier kernels left them: `keep` (a picked comparison reply)
+and `forget` (a reset) keep the record's idea of a conversation in step with
+the kernel's. `map_cache` gives nbchat.map its cache in the same file.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import Settings
@@ -22,6 +24,10 @@ from .conversation import Conversation, Turn
 from .errors import Interrupted, NbChatError, StreamError
 from .record import Record
 from .types import Message, Reply, Secret
+
+if TYPE_CHECKING:
+    from .mapcache import RecordCache
+    from .results import MemoryCache
 
 __all__ = ["Recorder", "outcome", "public_url"]
 
@@ -169,6 +175,49 @@ class Recorder:
         except sqlite3.Error as exc:
             self._warn(record.path, exc)
         self.flush()
+
+    def keep(self, row: int | None) -> None:
+        """Exchange `row` joined its conversation after it ended (a picked comparison reply)."""
+        if row is not None:
+            self._update(lambda record: record.keep(row))
+        self.flush()
+
+    def forget(self, conversation: str) -> None:
+        """`%chat reset`: the conversation's recorded turns stop counting for resume."""
+        if not self._enabled() or not Path(os.path.expanduser(self._path())).exists():
+            return  # nothing recorded, and a reset is no reason to create the file
+        if self.open() is not None:
+            self._update(lambda record: record.forget(self.notebook(), conversation))
+        self.flush()
+
+    def _update(self, change: Callable[[Record], Any]) -> None:
+        """`change` the open record; a failure is said once (at the next flush)."""
+        import sqlite3
+
+        record = self._record
+        if record is None:
+            return
+        try:
+            change(record)
+        except sqlite3.Error as exc:
+            self._warn(record.path, exc)
+
+    def map_cache(self, secret: Secret | None, fallback: MemoryCache) -> RecordCache | None:
+        """nbchat.map's cache in the record (None when recording is off or it cannot open)."""
+        from .mapcache import RecordCache
+
+        record = self.open() if self._enabled() else None
+        self.flush()  # says why, if it could not be opened
+        if record is None:
+            return None
+        return RecordCache(
+            record,
+            notebook=self.notebook(),
+            session=self.session,
+            fallback=fallback,
+            secret=secret,
+            notice=self.notice,
+        )
 
     def _reply_values(self, reply: Reply) -> dict[str, Any]:
         usage = reply.usage

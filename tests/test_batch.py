@@ -261,3 +261,25 @@ def test_map_and_compare_in_a_plain_script_need_no_ipython(server, mock):
     assert imported == "False False"
     assert "gpt-4.1-mini: 2/2 done" in done.stdout
     assert done.stdout.startswith(f"[1] gpt-4o-mini\n{expected('Hi')}")  # compare, as text
+
+
+def test_an_interrupt_returns_only_once_the_pool_has_stopped():
+    """Python 3.11's Thread.join, interrupted, marks a running thread stopped: don't trust it."""
+    from nbchat.pool import run_in_thread
+
+    running = threading.Event()
+    stopped: list[str] = []
+
+    async def work() -> None:
+        running.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)  # replies still being reported after the cancel
+            stopped.append("after the cancel")
+            raise
+
+    interrupt_when(running.is_set)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_thread(work, tick=lambda: None, interval=0.05)
+    assert stopped == ["after the cancel"]

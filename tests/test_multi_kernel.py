@@ -19,8 +19,11 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
-def kernel_and_manager():
-    manager, client = start_new_kernel(kernel_name="python3", env=kernel_env())
+def kernel_and_manager(tmp_path_factory):
+    # a record of its own: map results are cached there, and no other test may share them
+    record = str(tmp_path_factory.mktemp("multi") / "history.sqlite")
+    env = {**kernel_env(), "NBCHAT_HISTORY_PATH": record}
+    manager, client = start_new_kernel(kernel_name="python3", env=env)
     yield manager, client
     client.stop_channels()
     manager.shutdown_kernel(now=True)

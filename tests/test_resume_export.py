@@ -130,6 +130,44 @@ def test_resume_with_nothing_recorded_says_so(ip, server, notebook, tmp_path):
     assert isinstance(result.error_in_exec, OptionError)
 
 
+def test_a_reset_is_kept_in_the_record_so_resume_brings_nothing_back(
+    ip, server, notebook, tmp_path
+):
+    for cell in "abcd":
+        in_cell(ip, notebook, cell, f"%%chat\n{cell}")
+    in_cell(ip, notebook, None, "%chat reset")
+    restart(ip, server, tmp_path)
+    _, captured = in_cell(ip, notebook, None, "%chat resume")
+    assert captured.stdout.startswith("nothing to resume")
+    assert turns(ip) == []
+
+
+def test_resume_restores_only_the_turns_after_the_last_reset(ip, server, notebook, tmp_path):
+    in_cell(ip, notebook, "a", "%%chat\na")
+    in_cell(ip, notebook, "n", "%%chat -c notes\nin notes")
+    restart(ip, server, tmp_path)
+    in_cell(ip, notebook, None, "%chat resume")
+    in_cell(ip, notebook, "b", "%%chat\nb")
+    in_cell(ip, notebook, None, "%chat reset")  # the restored turn and this kernel's
+    in_cell(ip, notebook, "c", "%%chat\nc")
+    in_cell(ip, notebook, "d", "%%chat\nd")
+    in_cell(ip, notebook, "c", "%%chat\nc, again")  # a re-run after the reset drops d
+    restart(ip, server, tmp_path)
+    _, captured = in_cell(ip, notebook, None, "%chat resume")
+    assert captured.stdout.startswith("restored 2 turns in 2 conversations")
+    assert [t.user.text for t in turns(ip)] == ["c, again"]
+    notes = magics(ip).session.conversation("notes")
+    assert [t.user.text for t in notes.turns] == ["in notes"]  # another conversation: untouched
+    in_cell(ip, notebook, "e", "%%chat\ne")
+    assert sent_prompts(server)[-1] == ["c, again", "e"]
+
+
+def test_a_reset_with_nothing_recorded_creates_no_record(ip, server, notebook, tmp_path):
+    _, captured = in_cell(ip, notebook, None, "%chat reset")
+    assert captured.stdout == "conversation reset (0 turns dropped)\n"
+    assert not (tmp_path / "history.sqlite").exists()
+
+
 # -- log and usage ------------------------------------------------------------------------
 
 
