@@ -65,13 +65,18 @@ def _call(client: ChatClient, method: str, path: str, **kwargs: Any) -> httpx.Re
 
     attempts = client.max_retries + 1
     for attempt in range(1, attempts + 1):
+        failed: httpx.HTTPError | None = None
         try:
             response = client.http.request(method, f"{client.base_url}{path}", **kwargs)
         except httpx.HTTPError as exc:
+            failed = exc
+        if failed is not None:
             if attempt < attempts:
                 time.sleep(retry_delay(None, attempt))
                 continue
-            raise client._transport_error(exc) from None
+            # Raised outside the except block: the httpx error (whose request holds
+            # the key) must not become the error's __context__.
+            raise client._transport_error(failed)
         if response.status_code < 400:
             return response
         if response.status_code in RETRY_STATUSES and attempt < attempts:
