@@ -34,6 +34,13 @@ __all__ = ["LiveMarkdown", "footer_text", "paragraph_head_html"]
 _VERBATIM = re.compile(r"(`+).+?\1|\$\$.+?\$\$|\$[^$]+\$|\\\(.+?\\\)", re.DOTALL)
 _renderer: Any = None
 
+#: An open block that cannot be cut (a code fence, a math block, a table) is
+#: re-sent whole on each update; past `OPEN_RATE * interval` characters the
+#: updates slow down so it is re-sent at most this many characters per second.
+#: The live bytes then grow with the stream's duration, not its square, and the
+#: browser is not asked to re-highlight 50 KB of code ten times a second.
+OPEN_RATE = 40_000
+
 
 def paragraph_head_html(text: str) -> str | None:
     """The head of a paragraph as `<p>` HTML with no margins (None without markdown-it-py)."""
@@ -70,7 +77,7 @@ class LiveMarkdown:
     costs about `max_open / 2` bytes per update: 2,000 keeps an 8 KB paragraph
     streamed at 400 chunks/s near 9 x its size, with an early line break in the
     live view every 1,000-2,000 characters. A code fence is never cut, so a long
-    one is re-sent whole on each update.
+    one is re-sent whole on each update, at most OPEN_RATE characters a second.
     """
 
     def __init__(self, *, interval: float = 0.1, live: bool = True, max_open: int = 2000) -> None:
@@ -105,14 +112,15 @@ class LiveMarkdown:
         """Publish what arrived since the last update: finished pieces once, then the open rest."""
         if not self._pending:
             return
-        self._next = perf_counter() + self.interval
         more = "".join(self._pending)
         self._pending.clear()
         for piece in self._splitter.push(more):
             self._show(self._finished(piece), keep=False)
             self._handle = None
-        if self._splitter.open:
-            self._show({"text/markdown": self._splitter.open})
+        open_text = self._splitter.open
+        if open_text:
+            self._show({"text/markdown": open_text})
+        self._next = perf_counter() + max(self.interval, len(open_text) / OPEN_RATE)
 
     @staticmethod
     def _finished(piece: Piece) -> dict[str, str]:

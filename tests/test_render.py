@@ -160,3 +160,25 @@ def test_a_status_line_is_replaced_by_the_reply(ip, recorder):
     assert "retrying" in first["data"]["text/plain"]
     assert second["kind"] == "update_display_data" and second["id"] == first["id"]
     assert second["data"] == {"text/markdown": "Hello"}
+
+
+def test_a_long_code_block_is_resent_at_a_bounded_rate(recorder, monkeypatch):
+    """A fence is never cut, so past OPEN_RATE * interval characters its updates slow
+    down: the live bytes grow with the stream's duration, not with its square."""
+    import nbchat.render as render
+
+    clock = [0.0]
+    monkeypatch.setattr(render, "perf_counter", lambda: clock[0])
+    view = LiveMarkdown(interval=0.1)
+    line = "    total = total + compute(value, index)  # a line of code\n"
+    chunks, per_chunk = 2000, 1 / 400  # 2,000 lines at 400 chunks/s: 5 s, 120 KB
+    view.feed("```python\n")
+    for _ in range(chunks):
+        clock[0] += per_chunk
+        view.feed(line)
+    live = [m for m in recorder.messages if m["kind"] != "clear_output"]
+    sent = sum(len(m["data"]["text/markdown"]) for m in live)
+    duration = chunks * per_chunk
+    largest = len(line) * chunks + 20
+    assert sent <= render.OPEN_RATE * duration + largest  # unthrottled: ~3 MB
+    assert len(live) >= 5  # still updating as it grows (every ~3 s at 120 KB)
