@@ -146,6 +146,7 @@ def report(r: dict[str, Any]) -> list[str]:
         "output holds the reply twice, as text/markdown and as text/plain for frontends "
         "that show only text (jupyter console, qtconsole, Spyder); counting it once, as "
         f'the targets\' "one final clean output" does: {"; ".join(once)}. A code fence '
-        "is never cut, so the open fence is re-sent whole on each update.",
+        "is never cut, so the open fence is re-sent whole on each update, at most "
+        "40,000 characters a second (nbchat.render.OPEN_RATE).",
     ]
     return lines
