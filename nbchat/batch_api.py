@@ -8,6 +8,13 @@ error files (`GET /files/{id}/content`) and match lines to items by
 the polling: the batch keeps running on the server, and the same call run
 again picks it up instead of submitting (and paying for) it twice, even after
 a kernel restart when the ids are kept in the exchange record (`BatchIds`).
+
+One input file holds at most `MAX_REQUESTS` lines and `MAX_BYTES` bytes, so a
+larger job is split, in input order, into as few files as fit; the batches
+are submitted together, polled together under one progress bar, and each is
+remembered by the digest of its own file. No result is handed back until every
+batch is final, so an interrupted job re-runs with the same items, the same
+split and the same digests: each part is collected, none is paid for twice.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -28,9 +36,20 @@ if TYPE_CHECKING:
 
     from .types import Reply
 
-__all__ = ["BatchIds", "parse_output", "request_lines", "run_batch"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_REQUESTS",
+    "BatchIds",
+    "parse_output",
+    "request_lines",
+    "run_batch",
+    "split",
+]
 
 ENDPOINT = "/v1/chat/completions"
+#: OpenAI's limits for one batch input file (read at call time, so tests can lower them).
+MAX_REQUESTS = 50_000
+MAX_BYTES = 200_000_000  # "200 MB", read as the smaller (decimal) megabyte
 #: Statuses after which a batch changes no more.
 FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 #: Statuses of a batch that will not deliver: the same call submits a new one.
@@ -48,15 +67,46 @@ class BatchIds(Protocol):
 
 
 Done = Callable[[int, "Reply | None", "str | None"], None]
+Job = tuple[int, dict[str, Any]]
 
 
-def request_lines(jobs: list[tuple[int, dict[str, Any]]]) -> bytes:
-    """The input file: one BatchRequestInput per line, `custom_id` naming the item."""
-    lines = (
-        json.dumps({"custom_id": f"nbchat-{i}", "method": "POST", "url": ENDPOINT, "body": body})
-        for i, body in jobs
-    )
-    return ("\n".join(lines) + "\n").encode()
+def _line(index: int, body: dict[str, Any]) -> bytes:
+    """One BatchRequestInput, `custom_id` naming the item."""
+    line = {"custom_id": f"nbchat-{index}", "method": "POST", "url": ENDPOINT, "body": body}
+    return (json.dumps(line) + "\n").encode()
+
+
+def request_lines(jobs: list[Job]) -> bytes:
+    """The input file: one BatchRequestInput per line."""
+    return b"".join(_line(i, body) for i, body in jobs)
+
+
+def split(jobs: list[Job]) -> tuple[list[tuple[list[Job], bytes]], list[tuple[int, int]]]:
+    """(part jobs, part file) within the limits, in input order; (index, bytes) of lines
+    too big for any file.
+
+    Filling each file before starting the next gives the fewest files a split in
+    input order can have, and the same split for the same jobs on a re-run.
+    """
+    parts: list[tuple[list[Job], bytes]] = []
+    too_big: list[tuple[int, int]] = []
+    chunk: list[Job] = []
+    lines: list[bytes] = []
+    size = 0
+    for index, body in jobs:
+        line = _line(index, body)
+        if len(line) > MAX_BYTES:
+            too_big.append((index, len(line)))
+            continue
+        if chunk and (len(chunk) >= MAX_REQUESTS or size + len(line) > MAX_BYTES):
+            parts.append((chunk, b"".join(lines)))
+            chunk, lines, size = [], [], 0
+        chunk.append((index, body))
+        lines.append(line)
+        size += len(line)
+    if chunk:
+        parts.append((chunk, b"".join(lines)))
+    return parts, too_big
 
 
 def _call(client: ChatClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -138,9 +188,58 @@ def parse_output(
     return found
 
 
+def _resume_or_submit(client: ChatClient, data: bytes, batches: BatchIds | None) -> dict[str, Any]:
+    """The batch submitted before for this very file (unless it will not deliver), or a new one."""
+    digest = hashlib.sha256(client.base_url.encode() + b"\n" + data).hexdigest()
+    known = _submitted.get(digest) or (batches.batch_id(digest) if batches else None)
+    if known:
+        try:
+            batch: dict[str, Any] = _call(client, "GET", f"/batches/{known}").json()
+        except NotFoundError:  # deleted, or another account's: submit afresh
+            pass
+        else:
+            if batch.get("status") not in GONE:
+                return batch
+    batch = _submit(client, data)
+    _submitted[digest] = batch["id"]
+    if batches is not None:
+        batches.remember_batch(digest, batch["id"])
+    return batch
+
+
+def _failure(batch: dict[str, Any]) -> str:
+    errors = (batch.get("errors") or {}).get("data") or [{}]
+    first = errors[0]
+    where = f" (line {first['line']})" if first.get("line") is not None else ""
+    return f"batch {batch['id']} failed: {first.get('message', 'no reason given')}{where}"
+
+
+def _note(running: list[dict[str, Any]]) -> str:
+    if len(running) == 1:
+        return f"batch {running[0]['id']} {running[0].get('status')}"
+    statuses = Counter(str(b.get("status")) for b in running)
+    return f"{len(running)} batches: " + ", ".join(f"{n} {s}" for s, n in statuses.items())
+
+
+def _results(
+    client: ChatClient, jobs: list[Job], batch: dict[str, Any]
+) -> list[tuple[int, Reply | None, str | None]]:
+    """(index, reply, error) for each job of one final batch."""
+    if batch["status"] == "failed":
+        return [(index, None, _failure(batch)) for index, _ in jobs]
+    bodies = {f"nbchat-{i}": body for i, body in jobs}
+    found: dict[str, tuple[Reply | None, str | None]] = {}
+    for key in ("output_file_id", "error_file_id"):
+        if batch.get(key):
+            text = _call(client, "GET", f"/files/{batch[key]}/content").text
+            found.update(parse_output(text, bodies))
+    missing = f"no result in batch {batch['id']} ({batch['status']})"
+    return [(index, *found.get(f"nbchat-{index}", (None, missing))) for index, _ in jobs]
+
+
 def run_batch(
     client: ChatClient,
-    jobs: list[tuple[int, dict[str, Any]]],
+    jobs: list[Job],
     on_done: Done,
     *,
     tally: Tally,
@@ -148,53 +247,46 @@ def run_batch(
     poll_interval: float = 10.0,
     batches: BatchIds | None = None,
 ) -> None:
-    """Submit `jobs` as one batch (or resume the same one), wait, report each item.
+    """Submit `jobs` as batches within the input-file limits (or resume them), wait, report
+    each item.
 
-    A batch submitted for the same input before (in this process, or in `batches`)
-    is collected rather than submitted again, unless it failed or was cancelled.
+    A batch submitted for the same input file before (in this process, or in
+    `batches`) is collected rather than submitted again, unless it failed or was
+    cancelled. A batch the server failed fails its items; when all of them failed
+    that is one error.
     """
-    data = request_lines(jobs)
-    digest = hashlib.sha256(client.base_url.encode() + b"\n" + data).hexdigest()
-    batch: dict[str, Any] | None = None
-    known = _submitted.get(digest) or (batches.batch_id(digest) if batches else None)
-    if known:
-        try:
-            batch = _call(client, "GET", f"/batches/{known}").json()
-        except NotFoundError:  # deleted, or another account's: submit afresh
-            batch = None
-        if batch is not None and batch.get("status") in GONE:
-            batch = None
-    if batch is None:
-        batch = _submit(client, data)
-        _submitted[digest] = batch["id"]
-        if batches is not None:
-            batches.remember_batch(digest, batch["id"])
+    parts, too_big = split(jobs)
+    for index, size in too_big:
+        on_done(
+            index,
+            None,
+            f"the request is {size:,} bytes as a batch line, over the Batch API's "
+            f"{MAX_BYTES:,}-byte limit for one input file",
+        )
+    running = [_resume_or_submit(client, data, batches) for _, data in parts]
     base_done, base_failed = tally.done, tally.failed
-    while True:
-        counts = batch.get("request_counts") or {}
-        tally.done = base_done + counts.get("completed", 0) + counts.get("failed", 0)
-        tally.failed = base_failed + counts.get("failed", 0)
-        tally.note = f"batch {batch['id']} {batch.get('status')}"
+    while running:
+        counts = [b.get("request_counts") or {} for b in running]
+        failed = sum(c.get("failed", 0) for c in counts)
+        tally.done = base_done + sum(c.get("completed", 0) for c in counts) + failed
+        tally.failed = base_failed + failed
+        tally.note = _note(running)
         show()
-        if batch.get("status") in FINAL:
+        pending = [k for k, b in enumerate(running) if b.get("status") not in FINAL]
+        if not pending:
             break
         time.sleep(poll_interval)
-        batch = _call(client, "GET", f"/batches/{batch['id']}").json()
-    if batch["status"] == "failed":
-        errors = (batch.get("errors") or {}).get("data") or [{}]
-        first = errors[0]
-        where = f" (line {first['line']})" if first.get("line") is not None else ""
+        for k in pending:
+            running[k] = _call(client, "GET", f"/batches/{running[k]['id']}").json()
+    if running and all(b["status"] == "failed" for b in running):
+        first = _failure(running[0])
         raise NbChatError(
-            f"batch {batch['id']} failed: {first.get('message', 'no reason given')}{where}"
+            first if len(running) == 1 else f"all {len(running)} batches failed; {first}"
         )
-    bodies = {f"nbchat-{i}": body for i, body in jobs}
-    found: dict[str, tuple[Reply | None, str | None]] = {}
-    for key in ("output_file_id", "error_file_id"):
-        if batch.get(key):
-            text = _call(client, "GET", f"/files/{batch[key]}/content").text
-            found.update(parse_output(text, bodies))
+    # Every file is read before any result is handed on (and cached): see the module doc.
+    results = [
+        r for (part, _), b in zip(parts, running, strict=True) for r in _results(client, part, b)
+    ]
     tally.done, tally.failed, tally.note = base_done, base_failed, ""
-    for index, _ in jobs:
-        missing = f"no result in batch {batch['id']} ({batch['status']})"
-        reply, error = found.get(f"nbchat-{index}", (None, missing))
+    for index, reply, error in results:
         on_done(index, reply, error)

@@ -8,6 +8,10 @@ is run by calling the server's own `/v1/chat/completions`, so every mock
 option works per line: a line whose model is `gpt-4o-mini@bogus=1` fails
 with the 400 the server gives that request, and lands in the error file.
 
+Like OpenAI, a batch input file holds at most `max_batch_lines` requests and
+`max_batch_bytes` bytes (`extras(server)` may lower both); an upload over
+either is refused with a 400 in the OpenAI error shape.
+
 Lines listed in `extras(server).fail` (custom_id -> status) get that error
 response; lines in `extras(server).expire` get a `batch_expired` line error.
 
@@ -36,6 +40,9 @@ __all__ = ["MockExtras", "extras", "route"]
 
 ENDPOINT = "/v1/chat/completions"
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+#: OpenAI's limits for one batch input file.
+MAX_BATCH_LINES = 50_000
+MAX_BATCH_BYTES = 200_000_000
 _ids = itertools.count(1)
 
 
@@ -63,6 +70,8 @@ class MockExtras:
     limited: int = 0
     fail: dict[str, int] = field(default_factory=dict)  # batch custom_id -> HTTP status
     expire: set[str] = field(default_factory=set)  # batch custom_ids left undone (line error)
+    max_batch_lines: int = MAX_BATCH_LINES  # requests in one batch input file
+    max_batch_bytes: int = MAX_BATCH_BYTES  # bytes of one batch input file
     files: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
     batches: dict[str, _Batch] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -73,6 +82,7 @@ class MockExtras:
         self.track = False
         self.fail.clear()
         self.expire.clear()
+        self.max_batch_lines, self.max_batch_bytes = MAX_BATCH_LINES, MAX_BATCH_BYTES
 
 
 _extras: weakref.WeakKeyDictionary[Any, MockExtras] = weakref.WeakKeyDictionary()
@@ -177,6 +187,16 @@ def _upload(handler: Any, ex: MockExtras, raw: bytes, headers: dict[str, str]) -
     if purpose not in PURPOSES:
         return _json(handler, 400, _error(f"Invalid purpose: {purpose!r}.", param="purpose"))
     filename, data = fields["file"]
+    if purpose == "batch":
+        if len(data) > ex.max_batch_bytes:  # the message OpenAI gives
+            return _json(handler, 400, _error("File is too large.", param="file"))
+        requests = sum(1 for line in data.splitlines() if line.strip())
+        if requests > ex.max_batch_lines:
+            too_many = (
+                f"The batch input file has {requests} requests; "
+                f"a batch may have at most {ex.max_batch_lines}."
+            )
+            return _json(handler, 400, _error(too_many, param="file"))
     return _json(handler, 200, _store(ex, filename or "upload", purpose, data))
 
 
