@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 import nbchat
+import nbchat.batch_api
 from nbchat.batch_api import run_batch
 from nbchat.client import ChatClient
 from nbchat.errors import NbChatError
@@ -135,3 +136,121 @@ def test_percent_chat_map_with_batch_api(ip, server, mock):
     assert result.error_in_exec is None
     assert ip.user_ns["out"].texts == [expected("Hi ann"), expected("Hi bob")]
     assert "gpt-4o-mini (Batch API): 2/2 done" in captured.stdout
+
+
+# -- jobs over one input file's limits: split into as few batches as fit ---------------------
+
+
+def uploaded_files(server) -> list[list[dict]]:
+    """The lines of each input file a batch was created from, in creation order."""
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+    files = []
+    for r in server.requests:
+        if (r.method, r.path) == ("POST", "/v1/batches"):
+            url = f"{server.url}/files/{r.body['input_file_id']}/content"
+            files.append([json.loads(x) for x in httpx.get(url, headers=headers).text.splitlines()])
+    return files
+
+
+def test_a_job_over_the_line_limit_runs_as_several_batches_in_order(ip, server, mock, monkeypatch):
+    monkeypatch.setattr(nbchat.batch_api, "MAX_REQUESTS", 10)
+    mock.max_batch_lines = 10  # the mock refuses a bigger file, as OpenAI does
+    mock.fail = {"nbchat-3": 400, "nbchat-17": 400}
+    mock.expire = {"nbchat-22"}
+    items = [f"item {i}" for i in range(25)]
+    ip.user_ns.update(items=items, nbchat=nbchat)
+    result, captured = run(ip, "r = nbchat.map('Say {}', items, batch='api', poll_interval=0.01)")
+    assert result.error_in_exec is None
+    results = ip.user_ns["r"]
+
+    files = uploaded_files(server)
+    assert [len(f) for f in files] == [10, 10, 5]  # 3 batches, each file filled before the next
+    ids = [line["custom_id"] for f in files for line in f]
+    assert ids == [f"nbchat-{i}" for i in range(25)]
+    assert [r.index for r in results] == list(range(25))
+    failed = {3, 17, 22}
+    assert [r.index for r in results if not r.ok] == sorted(failed)
+    assert [r.text for r in results if r.ok] == [
+        expected(f"Say item {i}") for i in range(25) if i not in failed
+    ]
+    assert results[17].error == "400 Failed by the mock (fail list)."
+    assert results[22].error.startswith("batch_expired: ")
+    ran = sorted(sent_prompts(server), key=lambda p: int(p.split()[-1]))  # batches interleave
+    assert ran == [f"Say item {i}" for i in range(25) if i not in failed]  # each once
+    assert "25/25 done · 3 failed" in captured.stdout  # one bar over all the batches
+
+
+def test_the_progress_of_several_batches_is_summed(ip, server, mock, monkeypatch):
+    monkeypatch.setattr(nbchat.batch_api, "MAX_REQUESTS", 4)
+    mock.fail = {"nbchat-1": 400, "nbchat-9": 400}
+    magics = magics_of(ip)
+    client = magics.session.client(magics.settings())
+    jobs = [(i, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"{i}"}]})
+            for i in range(10)]  # fmt: skip
+    tally, seen, done = Tally(10), [], []
+    show = lambda: seen.append((tally.done, tally.failed, tally.note))  # noqa: E731
+    run_batch(client, jobs, lambda *a: done.append(a), tally=tally, show=show, poll_interval=0)
+    assert seen[0] == (0, 0, "3 batches: 3 validating")
+    assert seen[-1] == (10, 2, "3 batches: 3 completed")
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)  # never goes back
+    assert any(0 < d < 10 for d, _, _ in seen)
+    assert [d[0] for d in done] == list(range(10))
+    assert [d[0] for d in done if d[2]] == [1, 9]
+
+
+def test_a_job_over_the_byte_limit_is_split_and_a_line_too_big_alone_fails_alone(
+    ip, server, mock, monkeypatch
+):
+    items = [("x" * (40 * (i % 4))) + f" {i}" for i in range(12)]
+
+    def body(item: str) -> dict:
+        return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Say {item}"}]}
+
+    sizes = [len(nbchat.batch_api._line(i, body(item))) for i, item in enumerate(items)]
+    limit = max(sizes) * 3
+    items[5] = "y" * limit  # this request alone is over one file's limit
+    monkeypatch.setattr(nbchat.batch_api, "MAX_BYTES", limit)
+    mock.max_batch_bytes = limit
+    results = nbchat.map("Say {}", items, batch="api", poll_interval=0.01)
+
+    assert (
+        results[5].error.startswith("the request is ")
+        and " bytes as a batch line" in results[5].error
+    )
+    assert f"over the Batch API's {limit:,}-byte limit for one input file" in results[5].error
+    assert [r.index for r in results if r.ok] == [i for i in range(12) if i != 5]
+    assert [r.text for r in results if r.ok] == [
+        expected(f"Say {item}") for i, item in enumerate(items) if i != 5
+    ]
+    files = uploaded_files(server)
+    raw = [sum(len(nbchat.batch_api._line(int(x["custom_id"][7:]), x["body"])) for x in f)
+           for f in files]  # fmt: skip
+    assert all(size <= limit for size in raw) and len(files) >= 4
+    for nxt, size in zip(files[1:], raw, strict=False):  # no file could take one more
+        first = nxt[0]
+        assert (
+            size + len(nbchat.batch_api._line(int(first["custom_id"][7:]), first["body"])) > limit
+        )
+    assert [x["custom_id"] for f in files for x in f] == [
+        f"nbchat-{i}" for i in range(12) if i != 5
+    ]
+
+
+def test_the_mock_refuses_an_input_file_over_its_limits(server, mock):
+    mock.max_batch_lines, mock.max_batch_bytes = 2, 100
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+
+    def upload(data: bytes) -> httpx.Response:
+        files = {"file": ("in.jsonl", data, "application/jsonl")}
+        return httpx.post(f"{server.url}/files", headers=headers, files=files,
+                          data={"purpose": "batch"})  # fmt: skip
+
+    lines = upload(b'{"a": 1}\n{"a": 2}\n{"a": 3}\n')
+    assert lines.status_code == 400
+    assert lines.json()["error"]["message"] == (
+        "The batch input file has 3 requests; a batch may have at most 2."
+    )
+    assert lines.json()["error"]["type"] == "invalid_request_error"
+    big = upload(b"x" * 101)
+    assert big.status_code == 400 and big.json()["error"]["message"] == "File is too large."
+    assert upload(b'{"a": 1}\n{"a": 2}\n').status_code == 200

@@ -107,6 +107,31 @@ def test_batch_api_resumes_its_batch_after_a_restart(ip, server, mock, recorded,
     assert len(server.requests) == 0
 
 
+def test_an_interrupted_job_of_several_batches_resumes_each(
+    ip, server, mock, recorded, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(nbchat.batch_api, "MAX_REQUESTS", 4)
+    mock.max_batch_lines = 4
+    items = [f"n{i}" for i in range(10)]  # 3 batches: 4 + 4 + 2 lines
+    polled = lambda: any(r.path.startswith("/v1/batches/") for r in server.requests)  # noqa: E731
+    fired = interrupt_when(polled)
+    with pytest.raises(BatchInterrupted):
+        nbchat.map("Hi {}", items, batch="api", poll_interval=0.5)
+    assert fired.is_set()
+    created = [c for c in api_calls(server) if c == ("POST", "/v1/batches")]
+    assert len(created) == 3
+
+    new_process_state(ip, server, tmp_path)
+    results = nbchat.map("Hi {}", items, batch="api", poll_interval=0.01)
+    assert results.texts == [expected(f"Hi {i}") for i in items]
+    calls = api_calls(server)
+    assert ("POST", "/v1/files") not in calls and ("POST", "/v1/batches") not in calls
+    polled_ids = {path.rsplit("/", 1)[1] for m, path in calls if path.startswith("/v1/batches/")}
+    assert len(polled_ids) == 3  # each part collected from the batch it was submitted as
+    ran = sorted(sent_prompts(server), key=lambda p: int(p[4:]))
+    assert ran == [f"Hi {i}" for i in items]  # each line ran once, on the server
+
+
 def test_a_batch_the_server_no_longer_knows_is_submitted_again(ip, server, mock, recorded):
     cache = nbchat.batch._cache(True, nbchat.context.current())
     assert isinstance(cache, RecordCache)
