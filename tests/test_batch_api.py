@@ -254,3 +254,17 @@ def test_the_mock_refuses_an_input_file_over_its_limits(server, mock):
     big = upload(b"x" * 101)
     assert big.status_code == 400 and big.json()["error"]["message"] == "File is too large."
     assert upload(b'{"a": 1}\n{"a": 2}\n').status_code == 200
+
+
+def test_a_part_the_server_fails_fails_its_items_only(ip, server, mock, monkeypatch):
+    monkeypatch.setattr(nbchat.batch_api, "MAX_REQUESTS", 2)
+    magics = magics_of(ip)
+    client = magics.session.client(magics.settings())
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    done: list[tuple] = []
+    jobs = [(0, body), (1, body), (2, body), (2, body)]  # the second file repeats a custom_id
+    run_batch(client, jobs, lambda *a: done.append(a), tally=Tally(4), show=lambda: None,
+              poll_interval=0)  # fmt: skip
+    assert [(i, reply is not None) for i, reply, _ in done] == [(0, True), (1, True), (2, False),
+                                                                (2, False)]  # fmt: skip
+    assert done[2][2].endswith("failed: The custom_id 'nbchat-2' is used more than once. (line 2)")
