@@ -149,7 +149,6 @@ def map(
     `max_tokens`, `params`, ...) apply under `params`, and the cache is the
     exchange record, which outlives the kernel.
     """
-    from .comparison import require_key
     from .context import current
 
     if batch not in (None, "api"):
@@ -162,7 +161,7 @@ def map(
     kind, labels, values = _inputs(items)
     ctx = current()
     settings = ctx.settings
-    require_key(settings)
+    settings.require_key()
     model = model or settings.model
     system = system if system is not None else settings.system_prompt
     defaults = ctx.magics.request_defaults() if ctx.magics is not None else {}

@@ -32,7 +32,7 @@ from .failures import (
     status_error,
     trail,
 )
-from .stream import ChatStream, parse_completion
+from .stream import ChatStream, parse_completion, without_stream_options
 from .types import Reply, Secret
 
 if TYPE_CHECKING:
@@ -149,9 +149,9 @@ class ChatClient:
         import httpx
 
         url = f"{self.base_url}/chat/completions"
-        if stream and not self.stream_options:
-            body = {k: v for k, v in body.items() if k != "stream_options"}
         while True:
+            if stream and not self.stream_options:
+                body = without_stream_options(body)
             failed: httpx.HTTPError | None = None
             try:
                 request = self.http.build_request("POST", url, json=body)
@@ -170,8 +170,7 @@ class ChatClient:
             if status in RETRY_STATUSES and self._retry(retries, describe_status(status), response):
                 continue
             if stream and self._refuses_stream_options(body, response):
-                body = {k: v for k, v in body.items() if k != "stream_options"}
-                continue
+                continue  # sent again without it, at the top of the loop
             raise self._status_error(response, body.get("model"))
 
     def _refuses_stream_options(self, body: dict[str, Any], response: httpx.Response) -> bool:

@@ -119,9 +119,8 @@ class Comparison(Results[CompareResult]):
         row = self._rows[number - 1]
         if row is not None:
             conv.turns[-1] = dataclasses.replace(turn, record_id=row)
-        keep = getattr(self._recorder, "keep", None)  # nbchat.recorder.Recorder
-        if keep is not None:
-            keep(row)
+        if self._recorder is not None:
+            self._recorder.keep(row)
         self.picked = number
         self.dropped = max(len(removed) - 1, 0)
         return result.reply

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from .client import ChatStream
 from .compared import CompareError, CompareResult, Comparison
 from .config import Settings
-from .errors import ConfigError, Interrupted, NbChatError, OptionError
+from .errors import Interrupted, NbChatError, OptionError
 from .pricing import estimate_cost
 from .session import ChatSession
 from .types import Message, Reply
@@ -60,16 +60,6 @@ class CompareView(Protocol):
     def tick(self) -> None: ...
     def finish(self, index: int, result: CompareResult) -> None: ...
     def close(self, comparison: Comparison) -> None: ...
-
-
-def require_key(settings: Settings) -> None:
-    """The OpenAI API itself needs a key; local servers may not."""
-    if settings.needs_key and not settings.api_key:
-        raise ConfigError(
-            "no API key set for the OpenAI API",
-            hint="set the OPENAI_API_KEY environment variable or c.ChatMagics.api_key in "
-            "ipython_config.py; for a local server set ChatMagics.base_url",
-        )
 
 
 def _stream_into(
@@ -108,9 +98,9 @@ def run_compare(
     """
     if len(models) < 1:
         raise OptionError("no models to compare", hint="e.g. %%chat -m gpt-4o-mini,gpt-4.1-mini")
-    require_key(settings)
+    settings.require_key()
     conv = session.conversation(conversation)
-    earlier = next((i for i, t in enumerate(conv.turns) if cell_id and t.cell_id == cell_id), None)
+    earlier = conv.turn_of(cell_id)
     sent = dataclasses.replace(
         conv,
         turns=conv.turns[:earlier] if earlier is not None else list(conv.turns),

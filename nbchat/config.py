@@ -91,9 +91,14 @@ class Settings:
         """OpenAI itself needs a key; local servers (Ollama, vLLM, LM Studio) may not."""
         return self.base_url.rstrip("/") == DEFAULT_BASE_URL
 
+    @property
+    def key_missing(self) -> bool:
+        """Whether a request would be refused for want of a key (OpenAI, no key set)."""
+        return self.needs_key and not self.api_key
+
     def require_key(self) -> None:
         """ConfigError before any request that OpenAI would refuse for want of a key."""
-        if self.needs_key and not self.api_key:
+        if self.key_missing:
             from .errors import ConfigError
 
             raise ConfigError(

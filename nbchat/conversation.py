@@ -64,14 +64,18 @@ class Conversation:
         Re-running a cell replaces its turn. Nothing is removed without a cell id
         or when the cell made no turn yet.
         """
-        index = next(
-            (i for i, t in enumerate(self.turns) if cell_id and t.cell_id == cell_id), None
-        )
+        index = self.turn_of(cell_id)
         if index is None:
             return []
         removed = self.turns[index:]
         del self.turns[index:]
         return removed
+
+    def turn_of(self, cell_id: str | None) -> int | None:
+        """The index of the turn cell `cell_id` made (None without one)."""
+        if not cell_id:
+            return None
+        return next((i for i, t in enumerate(self.turns) if t.cell_id == cell_id), None)
 
     def reset(self) -> int:
         """Forget every turn (the system prompt stays); returns how many were dropped."""

@@ -37,7 +37,8 @@ class Recorder(Protocol):
     """Keeps a record of exchanges (nbchat.recorder.Recorder); its methods never raise.
 
     `start` returns the new row (None when not recorded); `finish` is called after
-    every exchange, after the reply is shown, so it may print notes that stay visible.
+    every exchange, after the reply is shown, so it may print notes that stay visible;
+    `keep` marks a row kept after it ended (a picked comparison reply).
     """
 
     def start(
@@ -51,6 +52,7 @@ class Recorder(Protocol):
     def finish(
         self, row: int | None, reply: Reply | None, error: BaseException | None, kept: bool
     ) -> None: ...
+    def keep(self, row: int | None) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .client import ChatClient
 
-__all__ = ["ChatStream", "parse_completion"]
+__all__ = ["ChatStream", "parse_completion", "without_stream_options"]
 
 #: After `[DONE]` the rest of the body (normally only the end of the chunked
 #: encoding) is read so the connection goes back to httpx's pool; a server that
@@ -53,6 +53,13 @@ class _Broken(Exception):
         self.kind = kind
         self.detail = detail
         self.exc = exc  # the httpx error behind it, if any
+
+    @classmethod
+    def transport(cls, exc: Exception) -> _Broken:
+        """An httpx error while reading the body: a timeout, or the connection closed."""
+        import httpx
+
+        return cls("timeout" if isinstance(exc, httpx.TimeoutException) else "closed", exc=exc)
 
 
 class ChatStream:
@@ -101,8 +108,8 @@ class ChatStream:
         client = self._client
         while True:
             response = client._send(self.payload, self._retries, stream=True)
-            if not client.stream_options and "stream_options" in self.payload:
-                self.payload = _without(self.payload, "stream_options")  # as it was sent
+            if not client.stream_options:
+                self.payload = without_stream_options(self.payload)  # as it was sent
             self._response = response
             broken: _Broken | None = None
             try:
@@ -151,10 +158,8 @@ class ChatStream:
                         self.ttft = perf() - self.started
                     parts.append(content)
                     yield content
-        except httpx.TimeoutException as exc:
-            raise _Broken("timeout", exc=exc) from None
         except httpx.HTTPError as exc:
-            raise _Broken("closed", exc=exc) from None
+            raise _Broken.transport(exc) from None
         if self.finish_reason is None:
             raise _Broken("closed")
 
@@ -190,10 +195,8 @@ class ChatStream:
 
         try:
             data = json.loads(response.read())
-        except httpx.TimeoutException as exc:
-            raise _Broken("timeout", exc=exc) from None
         except httpx.HTTPError as exc:
-            raise _Broken("closed", exc=exc) from None
+            raise _Broken.transport(exc) from None
         except ValueError:
             raise self._broken("malformed", repr(response.text[:80])) from None
         if isinstance(data, dict) and data.get("error"):
@@ -312,8 +315,11 @@ def _shutdown(response: httpx.Response) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def _without(body: dict[str, Any], name: str) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k != name}
+def without_stream_options(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` as sent to a server that refuses `stream_options` (see ChatClient)."""
+    if "stream_options" not in body:
+        return body
+    return {k: v for k, v in body.items() if k != "stream_options"}
 
 
 def _is_json(response: httpx.Response) -> bool:

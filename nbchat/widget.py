@@ -227,7 +227,7 @@ class ChatPanel:
             self.prompt.value = text  # nothing was kept: the message can be sent again
 
     def _load_models(self, settings: Settings) -> None:
-        if settings.needs_key and not settings.api_key:
+        if settings.key_missing:
             return  # no request without a key; Send says what is missing
         try:
             listed = self.session.client(settings).list_models()
