@@ -36,6 +36,9 @@ c = get_config()  # noqa: F821  (IPython provides get_config in config files)
 # --- Display ---------------------------------------------------------------------
 # c.ChatMagics.show_usage = True     # the footer: tokens, first token, latency, tok/s, cost
 # c.ChatMagics.update_interval = 0.1 # seconds between display updates while streaming
+# Replies are untrusted (prompt injection): images they link to are not fetched,
+# so an image URL cannot carry your data away. True loads http(s) images.
+# c.ChatMagics.load_remote_images = False
 # c.ChatMagics.display_mode = "auto" # "live", "final" or "auto"
 
 # --- Request fields sent with every cell (flags override them per cell) -----------

@@ -72,6 +72,7 @@ class Settings:
     max_retries: int = 2
     show_usage: bool = True
     update_interval: float = 0.1
+    load_remote_images: bool = False
     prices: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     @property
@@ -144,6 +145,12 @@ class ChatSettings(Configurable):
     ).tag(config=True)
     update_interval = Float(
         0.1, help="Seconds between display updates while a reply streams (0.1 = 10 per second)."
+    ).tag(config=True)
+    load_remote_images = Bool(
+        False,
+        help="Load images a reply links to (http/https). Off by default: a reply may carry "
+        "text planted by someone else (prompt injection), and an image URL the browser fetches "
+        "can carry your data to its host. Off, each is a placeholder naming the host.",
     ).tag(config=True)
     prices = Dict(
         help="Extra or overriding prices: {model: (input, cached_input, output)} in USD per "
@@ -231,5 +238,6 @@ class ChatSettings(Configurable):
             max_retries=self.max_retries,
             show_usage=self.show_usage,
             update_interval=self.update_interval,
+            load_remote_images=self.load_remote_images,
             prices={**DEFAULT_PRICES, **self.prices},
         )

@@ -248,7 +248,11 @@ class ChatMagics(
         models = self._compare_models(args)  # several models: nbchat.multimagics
         if models:
             return self._compare(request, models, args, settings)
-        view: Any = LiveMarkdown(interval=settings.update_interval, live=self._live())
+        view: Any = LiveMarkdown(
+            interval=settings.update_interval,
+            live=self._live(),
+            remote_images=settings.load_remote_images,
+        )
         if request.json is not None:
             from .structured import JsonView
 

@@ -14,25 +14,24 @@ A very long paragraph is cut between words (blocks.paragraph_cut). Its finished
 head is shown as HTML with no bottom margin, so the tail (Markdown, whose first
 paragraph has no top margin) continues right under it: the live view shows one
 paragraph with an early line break instead of two paragraphs with a gap. The
-head is rendered by markdown-it-py, imported only when the first such cut
-happens; without it the head is sent as Markdown.
+head is rendered by markdown-it-py and sanitised by nh3 (see sanitize.py),
+imported only when the first such cut happens.
+
+Every output that carries model text goes through sanitize.py first: the reply
+is untrusted, and a frontend renders a session's own outputs as trusted HTML.
 """
 
 from __future__ import annotations
 
 import html
-import re
 from time import perf_counter
 from typing import Any
 
 from .blocks import BlockSplitter, Piece
+from .sanitize import safe_html, safe_markdown
 from .types import Reply
 
-__all__ = ["LiveMarkdown", "footer_text", "paragraph_head_html"]
-
-# Math and code spans are kept away from the Markdown renderer (Jupyter typesets math itself).
-_VERBATIM = re.compile(r"(`+).+?\1|\$\$.+?\$\$|\$[^$]+\$|\\\(.+?\\\)", re.DOTALL)
-_renderer: Any = None
+__all__ = ["LiveMarkdown", "footer_html", "footer_text", "markdown_bundle", "paragraph_head_html"]
 
 #: An open block that cannot be cut (a code fence, a math block, a table) is
 #: re-sent whole on each update; past `OPEN_RATE * interval` characters the
@@ -42,31 +41,14 @@ _renderer: Any = None
 OPEN_RATE = 40_000
 
 
-def paragraph_head_html(text: str) -> str | None:
-    """The head of a paragraph as `<p>` HTML with no margins (None without markdown-it-py)."""
-    global _renderer
-    if _renderer is None:
-        try:
-            from markdown_it import MarkdownIt
-        except ImportError:  # pragma: no cover - markdown-it-py is a dependency
-            return None
-        _renderer = MarkdownIt("commonmark", {"html": True}).enable("strikethrough")
-    kept: list[str] = []
-
-    def keep(match: re.Match[str]) -> str:
-        if match.group(1):
-            return match.group(0)  # a code span: the renderer handles it
-        kept.append(match.group(0))
-        return f"\ue000{len(kept) - 1}\ue001"
-
-    body = _renderer.renderInline(_VERBATIM.sub(keep, text))
-    for i, math in enumerate(kept):
-        body = body.replace(f"\ue000{i}\ue001", html.escape(math))
-    return f'<p style="margin:0">{body}</p>'
+def paragraph_head_html(text: str, *, remote_images: bool = False) -> str:
+    """The head of a paragraph as sanitised `<p>` HTML with no margins."""
+    return f'<p style="margin:0">{safe_html(text, remote_images=remote_images)}</p>'
 
 
-def _markdown(text: str) -> dict[str, str]:
-    return {"text/markdown": text, "text/plain": text}
+def markdown_bundle(text: str, *, remote_images: bool = False) -> dict[str, str]:
+    """Model text as a display bundle: safe Markdown, and the text as it came for text/plain."""
+    return {"text/markdown": safe_markdown(text, remote_images=remote_images), "text/plain": text}
 
 
 class LiveMarkdown:
@@ -80,11 +62,19 @@ class LiveMarkdown:
     one is re-sent whole on each update, at most OPEN_RATE characters a second.
     """
 
-    def __init__(self, *, interval: float = 0.1, live: bool = True, max_open: int = 2000) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float = 0.1,
+        live: bool = True,
+        max_open: int = 2000,
+        remote_images: bool = False,
+    ) -> None:
         from IPython.display import display
 
         self._display = display
         self.interval = interval
+        self.remote_images = remote_images
         self.live = live
         self._splitter = BlockSplitter(max_open)
         self._handle: Any = None  # the open block's output (or the status line)
@@ -96,7 +86,7 @@ class LiveMarkdown:
     def status(self, text: str) -> None:
         """A transient line (e.g. a retry notice), replaced by the reply when it starts."""
         if self.live:
-            self._show({"text/plain": text, "text/markdown": f"*{text}*"})
+            self._show({"text/plain": text, "text/markdown": f"*{self._safe(text)}*"})
         else:
             print(text, flush=True)
             self._outputs += 1  # so finish() clears it: a saved notebook keeps no status line
@@ -119,16 +109,16 @@ class LiveMarkdown:
             self._handle = None
         open_text = self._splitter.open
         if open_text:
-            self._show({"text/markdown": open_text})
+            self._show({"text/markdown": self._safe(open_text)})
         self._next = perf_counter() + max(self.interval, len(open_text) / OPEN_RATE)
 
-    @staticmethod
-    def _finished(piece: Piece) -> dict[str, str]:
+    def _safe(self, text: str) -> str:
+        return safe_markdown(text, remote_images=self.remote_images)
+
+    def _finished(self, piece: Piece) -> dict[str, str]:
         if piece.continues:
-            head = paragraph_head_html(piece.text)
-            if head is not None:
-                return {"text/html": head}
-        return {"text/markdown": piece.text}
+            return {"text/html": paragraph_head_html(piece.text, remote_images=self.remote_images)}
+        return {"text/markdown": self._safe(piece.text)}
 
     def _show(self, data: dict[str, str], keep: bool = True) -> None:
         self.updates += 1
@@ -145,17 +135,18 @@ class LiveMarkdown:
 
             clear_output(wait=True)
         if text:
-            self._display(_markdown(text), raw=True)
+            self._display(markdown_bundle(text, remote_images=self.remote_images), raw=True)
         if footer is not None:
             line = footer_text(footer)
-            self._display(
-                {
-                    "text/plain": line,
-                    "text/html": '<div class="nbchat-footer" style="font-size:0.85em;'
-                    f'opacity:0.7;font-family:var(--jp-code-font-family,monospace)">{html.escape(line)}</div>',
-                },
-                raw=True,
-            )
+            self._display({"text/plain": line, "text/html": footer_html(line)}, raw=True)
+
+
+def footer_html(line: str) -> str:
+    """The footer line (it names the server's model: escaped) in small monospace."""
+    return (
+        '<div class="nbchat-footer" style="font-size:0.85em;opacity:0.7;'
+        f'font-family:var(--jp-code-font-family,monospace)">{html.escape(line)}</div>'
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -151,11 +151,12 @@ class JsonView:
         from IPython.display import display
 
         from .render import LiveMarkdown
+        from .sanitize import safe_markdown
 
         pretty = json.dumps(value, indent=2, ensure_ascii=False)
         self.inner.finish("", None)  # clears what was shown while streaming
         bundle = {
-            "text/markdown": f"```json\n{pretty}\n```",
+            "text/markdown": safe_markdown(f"```json\n{pretty}\n```"),
             "application/json": value,
             "text/plain": pretty,
         }

@@ -141,7 +141,8 @@ def test_paragraph_head_html_renders_inline_markdown_and_keeps_math():
     head = "Some **bold**, `x*y`, [a](https://e.org) & $a*b*c$ then $$d_1 * e_2$$ "
     assert paragraph_head_html(head) == (
         '<p style="margin:0">Some <strong>bold</strong>, <code>x*y</code>, '
-        '<a href="https://e.org">a</a> &amp; $a*b*c$ then $$d_1 * e_2$$ </p>'
+        '<a href="https://e.org" rel="noopener noreferrer nofollow">a</a> &amp; $a*b*c$ '
+        "then $$d_1 * e_2$$ </p>"
     )
 
 
