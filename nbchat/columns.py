@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from .blocks import last_boundary, open_fence
 from .errors import NbChatError
-from .render import footer_text
+from .render import footer_text, markdown_bundle
+from .sanitize import safe_markdown
 
 if TYPE_CHECKING:
     from .comparison import CompareResult, Comparison
@@ -33,12 +34,9 @@ __all__ = ["ColumnsView", "markdown_table", "plain_sections"]
 _TOP = 'valign="top" style="vertical-align:top;text-align:left"'
 
 
-def _markdown(text: str) -> dict[str, Any]:
-    return {
-        "output_type": "display_data",
-        "data": {"text/markdown": text, "text/plain": text},
-        "metadata": {},
-    }
+def _markdown(text: str, remote_images: bool) -> dict[str, Any]:
+    data = markdown_bundle(text, remote_images=remote_images)
+    return {"output_type": "display_data", "data": data, "metadata": {}}
 
 
 def close_fences(text: str) -> str:
@@ -53,7 +51,9 @@ def _footer(result: CompareResult) -> str:
     return footer_text(result.reply) if result.reply is not None else ""
 
 
-def markdown_table(comparison: Comparison, *, footers: bool = True) -> str:
+def markdown_table(
+    comparison: Comparison, *, footers: bool = True, remote_images: bool = False
+) -> str:
     """An HTML table with each reply's Markdown in its own cell.
 
     Every tag stands in a block of its own between blank lines: CommonMark then
@@ -67,7 +67,8 @@ def markdown_table(comparison: Comparison, *, footers: bool = True) -> str:
     for result in comparison:
         body = close_fences(result.text).strip() if result.text else ""
         if result.error is not None:
-            body += f"\n\n**error:** {html.escape(result.error.message)}"
+            body += f"\n\n**error:** {result.error.message}"  # a server's words: untrusted too
+        body = safe_markdown(body, remote_images=remote_images)
         pieces += [f'<td {_TOP} width="{width}">', body.strip(), "</td>"]
     pieces.append("</tr>")
     if footers:
@@ -92,8 +93,9 @@ def plain_sections(comparison: Comparison, *, footers: bool = True) -> str:
 class _Column:
     """One model's live column: header, status line, Markdown blocks, footer."""
 
-    def __init__(self, widgets: Any, number: int, model: str) -> None:
+    def __init__(self, widgets: Any, number: int, model: str, remote_images: bool) -> None:
         self._widgets = widgets
+        self.remote_images = remote_images
         self.status = widgets.HTML("<i>waiting…</i>")
         self.open = widgets.Output()
         self.blocks = widgets.VBox([self.open])
@@ -116,20 +118,27 @@ class _Column:
         cut = last_boundary(text)
         if cut:  # freeze the finished blocks in their own output, sent once
             frozen = self._widgets.Output()
-            frozen.outputs = (_markdown(text[:cut]),)
+            frozen.outputs = (_markdown(text[:cut], self.remote_images),)
             self.blocks.children = (*self.blocks.children[:-1], frozen, self.open)
             text = text[cut:]
         self.text = text
-        self.open.outputs = (_markdown(text),) if text else ()
+        self.open.outputs = (_markdown(text, self.remote_images),) if text else ()
 
 
 class ColumnsView:
     """Shows a comparison: live columns in a kernel, then one static output (see module doc)."""
 
     def __init__(
-        self, *, live: bool, interval: float = 0.1, footers: bool = True, buttons: bool = True
+        self,
+        *,
+        live: bool,
+        interval: float = 0.1,
+        footers: bool = True,
+        buttons: bool = True,
+        remote_images: bool = False,
     ) -> None:
         self.live = live
+        self.remote_images = remote_images
         self.interval = interval
         self.footers = footers
         self.buttons = buttons and live
@@ -143,7 +152,9 @@ class ColumnsView:
         import ipywidgets as widgets
         from IPython.display import display
 
-        self.columns = [_Column(widgets, n, m) for n, m in enumerate(models, 1)]
+        self.columns = [
+            _Column(widgets, n, m, self.remote_images) for n, m in enumerate(models, 1)
+        ]
         row = widgets.HBox(
             [c.box for c in self.columns],
             layout=widgets.Layout(width="100%", align_items="flex-start"),
@@ -188,7 +199,9 @@ class ColumnsView:
 
         if self.live:
             clear_output(wait=True)
-        markdown = markdown_table(comparison, footers=self.footers)
+        markdown = markdown_table(
+            comparison, footers=self.footers, remote_images=self.remote_images
+        )
         display({"text/markdown": markdown, "text/plain": text}, raw=True)
         if self.buttons and any(r.reply is not None and r.reply.text for r in comparison):
             self.pick_row = _pick_buttons(comparison)

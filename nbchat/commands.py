@@ -6,6 +6,8 @@ them by name, so adding a command here is all it takes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .errors import OptionError
@@ -80,18 +82,24 @@ class ConversationCommands:
 
         from .media import describe_parts
         from .render import footer_text
+        from .sanitize import safe_markdown
 
         settings = self.settings()
         system = conv.system_prompt or settings.system_prompt
         if not conv.turns and not system:
             print("the conversation is empty")
             return
-        lines = [f"**System:** {system}\n"] if system else []
-        for number, turn in enumerate(conv.turns, 1):
-            attached = describe_parts(turn.user.content)
-            attached = f"\n\n*({attached})*" if attached else ""
-            lines.append(f"**[{number}] You:**\n\n{turn.user.text}{attached}\n")
-            lines.append(f"**[{number}] Assistant:**\n\n{turn.reply.text}\n")
-            lines.append(f"<sub>{footer_text(turn.reply)}</sub>\n\n---\n")
-        text = "\n".join(lines)
-        display({"text/markdown": text, "text/plain": text}, raw=True)  # type: ignore[no-untyped-call]
+
+        def history(show: Callable[[str], str]) -> str:
+            lines = [f"**System:** {show(system)}\n"] if system else []
+            for number, turn in enumerate(conv.turns, 1):
+                attached = describe_parts(turn.user.content)
+                attached = f"\n\n*({attached})*" if attached else ""
+                lines.append(f"**[{number}] You:**\n\n{show(turn.user.text)}{attached}\n")
+                lines.append(f"**[{number}] Assistant:**\n\n{show(turn.reply.text)}\n")
+                lines.append(f"<sub>{show(footer_text(turn.reply))}</sub>\n\n---\n")
+            return "\n".join(lines)
+
+        # Every text here came from a model, a server or a pasted page: safe Markdown.
+        markdown = history(partial(safe_markdown, remote_images=settings.load_remote_images))
+        display({"text/markdown": markdown, "text/plain": history(str)}, raw=True)  # type: ignore[no-untyped-call]

@@ -224,7 +224,10 @@ def compare(
     ctx = current()
     names = parse_models(models) if isinstance(models, str) else list(models)
     view = ColumnsView(
-        live=ctx.live, interval=ctx.settings.update_interval, footers=ctx.settings.show_usage
+        live=ctx.live,
+        interval=ctx.settings.update_interval,
+        footers=ctx.settings.show_usage,
+        remote_images=ctx.settings.load_remote_images,
     )
     magics = ctx.magics
     return run_compare(

@@ -1,6 +1,8 @@
 """`%chat export PATH`: a conversation as a Markdown transcript or as replayable JSON.
 
-Markdown is for reading: each prompt and reply, with the reply's usage footer.
+Markdown is for reading: each prompt and reply, with the reply's usage footer,
+made safe like the cell's output (sanitize.py): a transcript opened in a
+Markdown viewer runs nothing a model wrote and fetches no image it named.
 JSON is for machines: each request body exactly as it was sent and the reply
 with its usage and timings, so POSTing every `request` to
 `{base_url}/chat/completions` replays the conversation. Neither holds the API
@@ -18,6 +20,7 @@ from typing import Any
 from .conversation import Conversation
 from .errors import OptionError
 from .render import footer_text
+from .sanitize import safe_markdown
 from .types import Reply, Secret
 
 __all__ = ["FORMAT", "export", "to_json", "to_markdown"]
@@ -88,20 +91,20 @@ def to_markdown(conv: Conversation, *, notebook: str, system: str | None) -> str
         "",
     ]
     if system:
-        lines += [f"**System:** {system}", ""]
+        lines += [f"**System:** {safe_markdown(system)}", ""]
     for number, turn in enumerate(conv.turns, 1):
         lines += [
             "---",
             "",
             f"### {number}. You",
             "",
-            turn.user.text,
+            safe_markdown(turn.user.text),
             "",
             "### Assistant",
             "",
-            turn.reply.text,
+            safe_markdown(turn.reply.text),
             "",
-            f"<sub>{footer_text(turn.reply)}</sub>",
+            f"<sub>{safe_markdown(footer_text(turn.reply))}</sub>",
             "",
         ]
     return "\n".join(lines)

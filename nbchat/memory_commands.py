@@ -237,14 +237,7 @@ def log_table(rows: list[Exchange]) -> tuple[str, str]:
         head.insert(2, "conversation")
         for line, row in zip(table, rows, strict=True):
             line.insert(2, row.conversation)
-    cells = [[c.replace("|", "\\|") for c in line] for line in table]
-    markdown = "\n".join(
-        ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        + ["| " + " | ".join(line) + " |" for line in cells]
-    )
-    widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head))]
-    plain = "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [head, *table]
-    )
-    return markdown, plain
+    from .tables import table as bundle
+
+    shown = bundle(head, table)
+    return shown["text/markdown"], shown["text/plain"]

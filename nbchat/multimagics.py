@@ -72,7 +72,10 @@ class MultiModelCommands:
         from .comparison import CompareError, run_compare
 
         view = ColumnsView(
-            live=self._live(), interval=settings.update_interval, footers=settings.show_usage
+            live=self._live(),
+            interval=settings.update_interval,
+            footers=settings.show_usage,
+            remote_images=settings.load_remote_images,
         )
         try:
             comparison = run_compare(

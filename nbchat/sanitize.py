@@ -55,7 +55,9 @@ _FENCE = re.compile(r"( *)(`{3,}|~{3,})([^\r\n]*)")
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 _ALLOWED = re.compile(r"<(/?)(" + "|".join(ALLOWED_TAGS) + r")\s*/?>", re.IGNORECASE)
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9.+-]{1,31}:[^\s<>\x00-\x1f]*)>")
-_EMAIL = re.compile(r"<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>")
+_EMAIL = re.compile(
+    r"<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>"
+)
 _LINE_LEAD = re.compile(r"[\s>*+\-\d.)]*")  # indentation, quote and list markers
 _SPECIAL = re.compile(r"[\\`$<!\]]")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -276,13 +278,12 @@ def _quote_url(url: str) -> str:
 
 def _placeholder(url: str, alt: str) -> str:
     target = _CONTROL.sub("", html.unescape(url))
+    what = f"image “{alt}”" if alt.strip() else "image"
     if target.lower().startswith("data:"):
-        where = "embedded data"
+        note = f"{what} (embedded data) not loaded"
     else:
         host = urlsplit(target).hostname if "://" in target else None
-        where = host or "this server"
-    what = f"image “{alt}”" if alt.strip() else "image"
-    note = f"{what} from {where} not loaded" if where != "embedded data" else f"{what} ({where}) not loaded"
+        note = f"{what} from {host or 'this server'} not loaded"
     shown = target if len(target) <= 120 else target[:117] + "…"
     return f"*\\[{note}\\]* {_code_html(shown)}"
 
@@ -374,7 +375,8 @@ def safe_html(text: str, *, remote_images: bool = False) -> str:
         kept.append(match.group(0))
         return f"\ue000{len(kept) - 1}\ue001"
 
-    body = _renderer.renderInline(_VERBATIM.sub(keep, safe_markdown(text, remote_images=remote_images)))
+    safe = safe_markdown(text, remote_images=remote_images)
+    body = _renderer.renderInline(_VERBATIM.sub(keep, safe))
     for n, math in enumerate(kept):
         body = body.replace(f"\ue000{n}\ue001", html.escape(math))
     return nh3.clean(

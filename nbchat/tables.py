@@ -1,4 +1,8 @@
-"""The tables of `%chat list` and `%chat models`, as Markdown with a plain-text twin."""
+"""The tables of `%chat list`, `%chat models` and `%chat log`, as Markdown with a plain-text twin.
+
+Cells hold text from elsewhere (model ids a server lists, prompts that may quote
+a web page), so each is made safe Markdown like a reply (see sanitize.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbChatError, NotFoundError
+from .sanitize import safe_markdown
 
 if TYPE_CHECKING:
     from .client import ChatClient
@@ -19,7 +24,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, st
     cells = [[str(c) for c in row] for row in rows]
 
     def md(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+        return "| " + " | ".join(_cell(c) for c in row) + " |"
 
     markdown = [md(headers), "|" + "---|" * len(headers), *(md(r) for r in cells)]
     widths = [max(len(c) for c in col) for col in zip(headers, *cells, strict=False)]
@@ -28,6 +33,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, st
         for row in [list(headers), *cells]
     ]
     return {"text/markdown": "\n".join(markdown), "text/plain": "\n".join(plain)}
+
+
+def _cell(text: str) -> str:
+    return safe_markdown(text.replace("\n", " ")).replace("|", "\\|")
 
 
 def _shorten(text: str | None, width: int = 40) -> str:

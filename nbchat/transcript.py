@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from .blocks import last_boundary
-from .render import footer_text
+from .render import footer_text, markdown_bundle
 
 if TYPE_CHECKING:
     from .conversation import Conversation
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["TurnView", "close_tree", "label", "reply_widgets", "totals", "turn_box"]
 
 
-def markdown_outputs(text: str) -> tuple[dict[str, Any], ...]:
-    data = {"text/markdown": text, "text/plain": text}
+def markdown_outputs(text: str, remote_images: bool = False) -> tuple[dict[str, Any], ...]:
+    data = markdown_bundle(text, remote_images=remote_images)
     return ({"output_type": "display_data", "data": data, "metadata": {}},)
 
 
@@ -35,9 +35,13 @@ def label(text: str, css_class: str) -> widgets.HTML:
     return label
 
 
-def reply_widgets(text: str, footer: Reply | None) -> tuple[widgets.Widget, ...]:
-    """A finished reply: one Markdown output, then its usage footer."""
-    shown: list[widgets.Widget] = [widgets.Output(outputs=markdown_outputs(text))] if text else []
+def reply_widgets(
+    text: str, footer: Reply | None, remote_images: bool = False
+) -> tuple[widgets.Widget, ...]:
+    """A finished reply: one (safe) Markdown output, then its usage footer."""
+    shown: list[widgets.Widget] = (
+        [widgets.Output(outputs=markdown_outputs(text, remote_images))] if text else []
+    )
     if footer is not None:
         shown.append(label(footer_text(footer), "nbchat-footer"))
     return tuple(shown)
@@ -80,8 +84,10 @@ class TurnView:
         interval: float,
         say: Callable[[str], None],
         poll: Callable[[], None],
+        remote_images: bool = False,
     ) -> None:
         self.body, self.interval, self.say, self.poll = body, interval, say, poll
+        self.remote_images = remote_images
         self.parts: list[str] = []
         self.frozen = 0  # characters already published as finished blocks
         self.open: widgets.Output | None = None
@@ -113,14 +119,14 @@ class TurnView:
     def _publish(self, text: str) -> None:
         self.updates += 1
         if self.open is None:
-            self.open = widgets.Output(outputs=markdown_outputs(text))
+            self.open = widgets.Output(outputs=markdown_outputs(text, self.remote_images))
             self.body.children = (*self.body.children, self.open)
         else:
-            self.open.outputs = markdown_outputs(text)
+            self.open.outputs = markdown_outputs(text, self.remote_images)
 
     def finish(self, text: str, footer: Reply | None = None) -> None:
         """One clean output with the whole reply replaces the streamed pieces."""
         pieces = self.body.children
-        self.body.children = reply_widgets(text, footer)
+        self.body.children = reply_widgets(text, footer, self.remote_images)
         for piece in pieces:
             piece.close()

@@ -130,7 +130,13 @@ class ChatPanel:
             self._layout()
         self.prompt.clear()
         self.say("")
-        self.view = view = TurnView(body, settings.update_interval, self.say, self._stop_if_wanted)
+        self.view = view = TurnView(
+            body,
+            settings.update_interval,
+            self.say,
+            self._stop_if_wanted,
+            remote_images=settings.load_remote_images,
+        )
         args = (text, settings, view, name, self.model.value, params, self.stop_wanted)
         self._worker = threading.Thread(target=self._run, args=args, daemon=True)
         self._worker.start()
@@ -283,7 +289,9 @@ class ChatPanel:
             self._drop_pending()
         for turn in turns[shown:]:
             footer = turn.reply if self.magics.show_usage else None
-            reply = widgets.VBox(reply_widgets(turn.reply.text, footer))
+            reply = widgets.VBox(
+                reply_widgets(turn.reply.text, footer, self.magics.load_remote_images)
+            )
             self._boxes.append(turn_box(turn.user.text, reply))
             self._shown.append(turn)
         self._layout()
