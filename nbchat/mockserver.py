@@ -40,6 +40,9 @@ MODELS = [
     ("gpt-4.1-mini", "openai"),
     ("mock-echo", "nbchat-mock"),
 ]
+#: `verbatim` repeats the last user message exactly, as a model repeats what a prompt
+#: injection planted: tests send hostile Markdown and HTML through it.
+REPLY_KINDS = ("echo", "markdown", "paragraph", "json", "verbatim")
 _TOKEN = re.compile(r"\S+\s*|\s+")
 _ids = itertools.count(1)
 
@@ -91,7 +94,7 @@ class Options:
     ttft: float = 0.05
     usage: bool = True  # False: never send usage, even if asked
     choices_on_usage: bool = False  # usage chunk also carries a choice (some servers do)
-    reply: str = "echo"  # echo | markdown | paragraph | json
+    reply: str = "echo"  # echo | markdown | paragraph | json | verbatim
     # Faults (see mockfaults): an HTTP error, or a stream that breaks after K chunks.
     status: int | None = None  # answer with this HTTP error status
     retry_after: str | None = None  # Retry-After header of the error (seconds or a date)
@@ -150,7 +153,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "ttft": _checked(float, lambda x: x >= 0),
     "usage": lambda v: _FLAGS[v.lower()],
     "choices_on_usage": lambda v: _FLAGS[v.lower()],
-    "reply": _checked(str, lambda x: x in ("echo", "markdown", "paragraph", "json")),
+    "reply": _checked(str, lambda x: x in REPLY_KINDS),
     "status": _checked(int, lambda x: 400 <= x <= 599),
     "retry_after": _checked(str, bool),
     "retry_after_ms": _checked(int, lambda x: x >= 0),
@@ -259,6 +262,9 @@ def reply_pieces(
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         echo = _text(users[-1].get("content")) if users else ""
         text = json.dumps({"echo": echo, "turn": len(users), "model": model}, indent=2)
+    elif reply == "verbatim":
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        text = _text(users[-1].get("content")) if users else ""
     elif reply == "markdown":
         text, k = "# Mock answer\n\n", 1
         while k <= 3 or len(_TOKEN.findall(text)) < (chunks or 0):

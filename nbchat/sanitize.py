@@ -272,8 +272,9 @@ def _destination(s: str, i: int) -> tuple[str, int] | None:
 
 
 def _quote_url(url: str) -> str:
-    """A target that no parser can read as anything but a URL (no spaces, brackets or tags)."""
-    return re.sub(r"""[\s<>()"'`]""", lambda m: f"%{ord(m.group()):02X}", url)
+    """A target that no parser can read as anything but a URL: no spaces, tags or backticks
+    (balanced parentheses stay: the target parsed with them)."""
+    return re.sub(r"[\s<>`]", lambda m: f"%{ord(m.group()):02X}", url)
 
 
 def _placeholder(url: str, alt: str) -> str:
