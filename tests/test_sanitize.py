@@ -103,12 +103,16 @@ CORPUS = [
 #: What a reply may become in the page (Markdown's own elements and the formatting allowlist).
 SAFE_ELEMENTS = {
     *ALLOWED_TAGS,
-    *("p", "code", "pre", "a", "em", "strong", "del", "s", "blockquote", "hr", "span"),
+    *("p", "code", "pre", "a", "em", "strong", "del", "s", "blockquote", "hr", "span", "div"),
     *("h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li"),
     *("table", "thead", "tbody", "tr", "th", "td"),
 }
 #: nbchat's own markup around model text: a paragraph head, a comparison table's cells.
-OUR_STYLES = {("p", "margin:0"), ("td", "vertical-align:top;text-align:left")}
+OUR_STYLES = {
+    ("p", "margin:0"),
+    ("td", "vertical-align:top;text-align:left"),
+    ("div", "font-size:0.85em;opacity:0.7;font-family:var(--jp-code-font-family,monospace)"),
+}
 RENDERERS = {
     "markdown-it": MarkdownIt("commonmark", {"html": True}).enable("table").render,
     "mistune": mistune.create_markdown(escape=False, plugins=["table", "strikethrough", "url"]),
