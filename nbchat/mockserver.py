@@ -543,7 +543,6 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away mid-stream
 
-
     def _keep_alive(self, mock: MockServer, every: float | None) -> None:
         """Send no data until the client goes away; a `: ping` comment every `every` s
         (at most 200 of them: then the connection closes, so a client that counts

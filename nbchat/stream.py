@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbChatError, StreamError, TransportError
+from .estimate import estimate_completion_tokens
 from .failures import Retries, RetryNotice, empty_reply, media_kinds, server_text, trail
 from .sse import iter_events
 from .types import Reply, Usage
@@ -315,6 +316,10 @@ class ChatStream:
         return client._redacted(error)
 
     def build_reply(self, finish_reason: str | None) -> Reply:
+        estimated = None
+        if self.usage is None:  # count what arrived: deltas, or the one body's text
+            deltas = None if self._one_body else len(self._parts)
+            estimated = estimate_completion_tokens(self.text, deltas)
         return Reply(
             text=self.text,
             model=self.model,
@@ -324,6 +329,7 @@ class ChatStream:
             latency=time.perf_counter() - self.started if self.started else None,
             system_fingerprint=self.fingerprint,
             request=self.payload,
+            estimated_tokens=estimated,
         )
 
     @property
@@ -419,10 +425,12 @@ def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> 
     choice = (data.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     usage = data.get("usage")
+    text = message.get("content") or message.get("refusal") or ""
     return Reply(
-        text=message.get("content") or message.get("refusal") or "",
+        text=text,
         model=data.get("model") or body.get("model", ""),
         usage=Usage.from_api(usage) if usage else None,
+        estimated_tokens=None if usage else estimate_completion_tokens(text, None),
         finish_reason=choice.get("finish_reason"),
         latency=latency,
         system_fingerprint=data.get("system_fingerprint"),

@@ -185,3 +185,47 @@ def test_mock_quirk_options_are_checked(server):
         for bad in ("done_early=-1", "stall_after=x", "ping=0", "empty=maybe"):
             body = {"model": f"gpt-4o-mini@{bad}", "messages": [{"role": "user", "content": "x"}]}
             assert http.post("/chat/completions", json=body).status_code == 400, bad
+
+
+# -- estimated tokens in the record --------------------------------------------------------------
+
+
+def test_log_and_usage_say_which_replies_are_estimated(ip, server):
+    run(ip, "%%chat\nwith usage")
+    run(ip, "%%chat -m gpt-4o-mini@usage=0,chunks=5\nwithout")
+    _, captured = run(ip, "%chat log")
+    table = captured.outputs[-1].data["text/plain"].splitlines()
+    assert "≈5" in table[-1] and "≈" not in table[-2]
+    assert "≈: 1 exchange without usage from the server" in captured.stdout
+    _, captured = run(ip, "%chat usage")
+    kernel = captured.stdout.splitlines()[0]
+    assert "2 exchanges" in kernel
+    assert "(1 without usage; ≈5 completion tokens estimated for 1 of them, not counted)" in kernel
+
+
+def test_a_version_1_record_gains_the_estimate_column(tmp_path):
+    import sqlite3
+
+    from nbchat.record import SCHEMA, SCHEMA_VERSION, Record
+
+    path = tmp_path / "old.sqlite"
+    old = SCHEMA.replace(",\n    estimated_tokens INTEGER", "")
+    assert old != SCHEMA
+    with sqlite3.connect(path) as db:
+        db.executescript(old)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO exchanges (notebook, session, conversation, status, started, prompt,"
+            " request) VALUES ('nb', 's', 'default', 'complete', 1, '{\"content\": \"x\"}', '{}')"
+        )
+    record = Record(path)
+    (row,) = record.recent("nb", 5)
+    assert row.estimated_tokens is None
+    new = record.start(
+        notebook="nb", session="s", conversation="default", prompt="{}", request="{}"
+    )
+    record.finish(new, status="complete", estimated_tokens=9)
+    assert record.totals("nb").estimated_tokens == 9
+    record.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
