@@ -230,7 +230,7 @@ def test_a_stall_with_keep_alive_comments_times_out(lip, tiny_model, tmp_path):
         lip.run_line_magic("config", f"ChatMagics.base_url = {url!r}")
         lip.run_line_magic("config", "ChatMagics.timeout = 2")
         lip.run_line_magic("config", "ChatMagics.max_retries = 0")
-        params = "--params '{\"logit_bias\": {\"" + str(BYTE_FF) + "\": 100}}'"
+        params = '--params \'{"logit_bias": {"' + str(BYTE_FF) + "\": 100}}'"
         started = time.perf_counter()
         result, captured = run(lip, f"%%chat --max-tokens 50 {params}\nStall.")
         waited = time.perf_counter() - started
