@@ -16,6 +16,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .config import one_limit, with_limit_field
 from .errors import OptionError
 from .pricing import estimate_cost
 from .progress import Progress, Tally
@@ -165,7 +166,8 @@ def map(
     model = model or settings.model
     system = system if system is not None else settings.system_prompt
     defaults = ctx.magics.request_defaults() if ctx.magics is not None else {}
-    fields = {**defaults, **(params or {})}  # as a %%chat cell: configured < given
+    fields = {**one_limit(defaults), **one_limit(dict(params or {}))}  # configured < given
+    fields = with_limit_field(fields, settings.limit_field)  # max_tokens for most servers
     prompts = [render(template, v, label) for v, label in zip(values, labels, strict=True)]
     bodies = [_body(model, p, system, fields) for p in prompts]
     keys = [request_key(settings.base_url, b) for b in bodies]

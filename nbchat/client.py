@@ -27,6 +27,7 @@ from .failures import (
     RetryNotice,
     describe_status,
     describe_transport_error,
+    empty_reply,
     redact_error,
     retry_delay,
     status_error,
@@ -113,6 +114,8 @@ class ChatClient:
         started = time.perf_counter()
         response = self._send(body, Retries(on_retry, self.max_retries + 1), stream=False)
         latency = time.perf_counter() - started
+        if not response.content.strip():  # a 200 with nothing in it: see empty_reply
+            raise self._redacted(empty_reply(body))
         try:
             return parse_completion(response.json(), body, latency)
         except (ValueError, AttributeError, TypeError, IndexError) as exc:

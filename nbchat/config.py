@@ -13,7 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Bool, Dict, Float, Int, TraitError, TraitType, Unicode, default, validate
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Dict,
+    Float,
+    Int,
+    TraitError,
+    TraitType,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import Configurable
 
 from .pricing import DEFAULT_PRICES
@@ -21,9 +32,64 @@ from .pricing import DEFAULT_PRICES
 if TYPE_CHECKING:  # types.py is imported on first use: its dataclasses cost at %load_ext
     from .types import Secret
 
-__all__ = ["DEFAULT_BASE_URL", "ChatSettings", "SecretTrait", "Settings"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "LIMIT_FIELDS",
+    "ChatSettings",
+    "SecretTrait",
+    "Settings",
+    "limit_field",
+    "one_limit",
+    "with_limit_field",
+]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: The two names of the reply length limit: OpenAI's current one (its reasoning models
+#: refuse the other) and the one most other servers know (llama.cpp, Ollama, vLLM...).
+LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+
+
+def limit_field(base_url: str, choice: str = "auto") -> str:
+    """The request field `--max-tokens` is sent as: `choice`, or for `auto` by the host.
+
+    OpenAI (`api.openai.com`) and Azure OpenAI (`*.openai.azure.com`) get
+    `max_completion_tokens`; every other server `max_tokens`.
+    """
+    if choice in LIMIT_FIELDS:
+        return choice
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").lower()
+    openai = host == "api.openai.com" or host.endswith(".openai.azure.com")
+    return "max_completion_tokens" if openai else "max_tokens"
+
+
+def with_limit_field(fields: dict[str, Any], field: str) -> dict[str, Any]:
+    """`fields` with one reply length limit, named `field`.
+
+    Both names given: the value under `field` wins (the caller merged its sources
+    into one name first, see `one_limit`, so that is the one the user chose last).
+    """
+    other = LIMIT_FIELDS[0] if field == LIMIT_FIELDS[1] else LIMIT_FIELDS[1]
+    if other not in fields:
+        return fields
+    value = fields[field] if field in fields else fields[other]
+    return {
+        (field if k == other else k): (value if k == other else v)
+        for k, v in fields.items()
+        if k != field
+    }
+
+
+def one_limit(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with a `max_tokens` renamed `max_completion_tokens`, so that merging
+    layers (settings < --params < flags) keeps the last one's limit, whichever name it
+    used; `with_limit_field` names it for the server when the request is built."""
+    if "max_tokens" not in fields:
+        return fields
+    out = {k: v for k, v in fields.items() if k != "max_tokens"}
+    out.setdefault("max_completion_tokens", fields["max_tokens"])
+    return out
 
 
 def _env(name: str) -> str | None:
@@ -74,6 +140,12 @@ class Settings:
     update_interval: float = 0.1
     load_remote_images: bool = False
     prices: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    max_tokens_field: str = "auto"
+
+    @property
+    def limit_field(self) -> str:
+        """`max_tokens` or `max_completion_tokens`: how this server is sent the limit."""
+        return limit_field(self.base_url, self.max_tokens_field)
 
     @property
     def connection(self) -> dict[str, Any]:
@@ -151,6 +223,14 @@ class ChatSettings(Configurable):
         help="Load images a reply links to (http/https). Off by default: a reply may carry "
         "text planted by someone else (prompt injection), and an image URL the browser fetches "
         "can carry your data to its host. Off, each is a placeholder naming the host.",
+    ).tag(config=True)
+    max_tokens_field = CaselessStrEnum(
+        ["auto", "max_tokens", "max_completion_tokens"],
+        "auto",
+        help="The request field --max-tokens (and ChatMagics.max_tokens) is sent as: "
+        "'auto' sends max_completion_tokens to OpenAI and Azure OpenAI (api.openai.com, "
+        "*.openai.azure.com) and max_tokens to every other server (llama.cpp, Ollama, vLLM, "
+        "LM Studio); or name one of the two.",
     ).tag(config=True)
     prices = Dict(
         help="Extra or overriding prices: {model: (input, cached_input, output)} in USD per "
@@ -240,4 +320,5 @@ class ChatSettings(Configurable):
             update_interval=self.update_interval,
             load_remote_images=self.load_remote_images,
             prices={**DEFAULT_PRICES, **self.prices},
+            max_tokens_field=str(self.max_tokens_field).lower(),
         )

@@ -43,6 +43,8 @@ __all__ = [
     "RetryNotice",
     "describe_status",
     "describe_transport_error",
+    "empty_reply",
+    "media_kinds",
     "one_line",
     "page_text",
     "redact_error",
@@ -135,6 +137,37 @@ def describe_transport_error(exc: Exception) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return "connection closed"
     return type(exc).__name__
+
+
+def media_kinds(body: dict[str, Any]) -> list[str]:
+    """The kinds of non-text input in a request's messages: `image`, `audio`, `file`."""
+    kinds = {"image_url": "image", "input_audio": "audio", "file": "file"}
+    found: list[str] = []
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            kind = kinds.get(str(part.get("type"))) if isinstance(part, dict) else None
+            if kind and kind not in found:
+                found.append(kind)
+    return found
+
+
+def empty_reply(body: dict[str, Any]) -> NbChatError:
+    """A 200 with an empty body. To a request with images or audio, servers that cannot
+    read them answer so (llama-cpp-python with a text-only model): asking again
+    cannot help, so nothing is retried and the hint says what to change."""
+    kinds = media_kinds(body)
+    if not kinds:
+        return NbChatError(
+            "the server sent an empty reply (HTTP 200, no data)",
+            hint="try again; if it persists, the server may not support this request",
+        )
+    what = " and ".join(kinds)
+    return NbChatError(
+        f"the server sent nothing back (HTTP 200, empty body) to a request with {what} input",
+        hint=f"this model or server may not accept {what} input; try a model that does, or "
+        "leave it out (it stays in the conversation: %chat reset drops it)",
+    )
 
 
 def server_message(response: httpx.Response) -> tuple[str, Any]:

@@ -146,7 +146,10 @@ class ChatMagics(
     @argument("--frequency-penalty", metavar="X", help="frequency penalty, -2 to 2")
     @argument("--presence-penalty", metavar="X", help="presence penalty, -2 to 2")
     @argument(
-        "--max-tokens", metavar="N", help="reply length limit (sent as max_completion_tokens)"
+        "--max-tokens",
+        metavar="N",
+        help="reply length limit (max_completion_tokens to OpenAI, max_tokens elsewhere; "
+        "ChatMagics.max_tokens_field)",
     )
     @argument("--seed", metavar="N", help="integer seed for best-effort determinism")
     @argument(

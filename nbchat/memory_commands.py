@@ -155,6 +155,12 @@ class MemoryCommands(Configurable):
 
         markdown, plain = log_table(rows)
         display({"text/markdown": markdown, "text/plain": plain}, raw=True)  # type: ignore[no-untyped-call]
+        estimated = sum(r.total_tokens is None and r.estimated_tokens is not None for r in rows)
+        if estimated:  # what the ≈ in the tokens column means
+            print(
+                f"≈: {_plural(estimated, 'exchange')} without usage from the server; their "
+                "completion tokens are estimated by nbchat"
+            )
 
     def _cmd_export(self, rest: list[str]) -> None:
         if len(rest) not in (1, 2):
@@ -209,9 +215,20 @@ def usage_line(totals: Totals) -> str:
     )
     if totals.cost is not None:
         line += f" · {_usd(totals.cost)}"
-    if totals.without_usage:
+    if totals.estimated:
+        line += (
+            f" ({totals.without_usage} without usage; ≈{totals.estimated_tokens} completion "
+            f"tokens estimated for {totals.estimated} of them, not counted)"
+        )
+    elif totals.without_usage:
         line += f" ({totals.without_usage} without usage)"
     return line
+
+
+def _log_tokens(row: Exchange) -> str:
+    if row.total_tokens is not None:
+        return str(row.total_tokens)
+    return "" if row.estimated_tokens is None else f"≈{row.estimated_tokens}"
 
 
 def log_table(rows: list[Exchange]) -> tuple[str, str]:
@@ -226,7 +243,7 @@ def log_table(rows: list[Exchange]) -> tuple[str, str]:
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.started)),
                 row.reply_model or row.model or "",
                 row.status,
-                "" if row.total_tokens is None else str(row.total_tokens),
+                _log_tokens(row),
                 "" if row.ttft is None else f"{row.ttft:.2f} s",
                 "" if row.latency is None else f"{row.latency:.2f} s",
                 "" if row.cost is None else _usd(row.cost),

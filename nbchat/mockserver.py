@@ -106,6 +106,11 @@ class Options:
     stall: bool = False  # send the headers, then nothing until the client goes away
     echo_key: bool = False  # error messages repeat the Authorization header (a leak to redact)
     linger: bool = False  # after [DONE], hold the body open until the client goes away
+    # Quirks of real local servers (llama-cpp-python's, see README "Local servers"):
+    done_early: int | None = None  # after K content chunks: [DONE] without a finish_reason
+    stall_after: int | None = None  # after K content chunks: no more data until the client goes
+    ping: float | None = None  # while stalled: a `: ping` comment every S seconds
+    empty: bool = False  # answer 200 with an empty body
 
     @property
     def faulty(self) -> bool:
@@ -113,11 +118,13 @@ class Options:
             self.status is not None
             or self.stall
             or (self.cut, self.malformed, self.stream_error) != (None, None, None)
+            or (self.done_early, self.stall_after) != (None, None)
+            or self.empty
         )
 
     def break_point(self) -> tuple[str | None, int | None]:
         """Which stream fault strikes, and after how many content chunks."""
-        for name in ("cut", "malformed", "stream_error"):
+        for name in ("cut", "malformed", "stream_error", "done_early", "stall_after"):
             at = getattr(self, name)
             if at is not None:
                 return name, at
@@ -126,7 +133,15 @@ class Options:
     def healthy(self) -> Options:
         """These options with every fault switched off (after `fail_times` ran out)."""
         return dataclasses.replace(
-            self, status=None, cut=None, malformed=None, stream_error=None, stall=False
+            self,
+            status=None,
+            cut=None,
+            malformed=None,
+            stream_error=None,
+            stall=False,
+            done_early=None,
+            stall_after=None,
+            empty=False,
         )
 
 
@@ -164,6 +179,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "stall": lambda v: _FLAGS[v.lower()],
     "echo_key": lambda v: _FLAGS[v.lower()],
     "linger": lambda v: _FLAGS[v.lower()],
+    "done_early": _checked(int, lambda x: x >= 0),
+    "stall_after": _checked(int, lambda x: x >= 0),
+    "ping": _checked(float, lambda x: x > 0),
+    "empty": lambda v: _FLAGS[v.lower()],
 }
 
 
@@ -396,9 +415,21 @@ class _Handler(BaseHTTPRequestHandler):
             "model": model,
             "system_fingerprint": "fp_mock",
         }
+        if opts.empty:  # 200 and nothing: llama-cpp-python streaming to a text-only model
+            if body.get("stream"):
+                self._start_event_stream()
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if opts.stall:  # streaming or not, the answer never comes
             if body.get("stream"):
                 self._start_event_stream()
+                if opts.ping:
+                    return self._keep_alive(mock, opts.ping)
             wait_until_gone(self.connection, mock.stopping)
             self.close_connection = True
             return
@@ -493,6 +524,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault == "malformed":
                 send('data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "\n\n')
+            if fault == "done_early":  # no finish_reason, no usage: a stream cut short
+                send("data: [DONE]\n\n")
+                flush(end=True)
+                return
+            if fault == "stall_after":
+                flush()
+                assert isinstance(self.server, _Server)
+                self._keep_alive(self.server.mock, opts.ping)
+                return
             for piece in pieces[at:]:
                 send(pre + json.dumps(piece) + post)
             send(event(chunk({}, finish)))
@@ -508,6 +548,29 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away mid-stream
+
+    def _keep_alive(self, mock: MockServer, every: float | None) -> None:
+        """Send no data until the client goes away; a `: ping` comment every `every` s
+        (at most 200 of them: then the connection closes, so a client that counts
+        comments as progress fails instead of waiting forever)."""
+        import select
+        import socket
+
+        self.close_connection = True
+        if every is None:
+            return wait_until_gone(self.connection, mock.stopping)
+        for _ in range(200):
+            if mock.stopping.is_set():
+                return
+            try:
+                readable, _, _ = select.select([self.connection], [], [], every)
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    return  # the client closed its end
+                ping = b": ping\n\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(ping), ping))
+                self.wfile.flush()
+            except OSError:
+                return
 
 
 def _echo(body: Any, headers: dict[str, str]) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
+from .config import one_limit
 from .errors import OptionError
 from .fields import SCHEMAS
 from .schemacheck import problem, types_of
@@ -136,9 +137,9 @@ def cell_params(
     args: Any, namespace: Mapping[str, Any], defaults: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Request fields for one cell: configured defaults < `--params` < named flags."""
-    fields = dict(defaults)
+    fields = one_limit(dict(defaults))
     if getattr(args, "params", None):
-        fields.update(_extra_params(args.params, namespace))
+        fields.update(one_limit(_extra_params(args.params, namespace)))
     for dest, (field, label) in FLAG_FIELDS.items():
         raw = getattr(args, dest, None)
         if raw is not None:
@@ -160,7 +161,10 @@ class RequestDefaults(Configurable):
     )
     presence_penalty = Float(None, allow_none=True, help="Presence penalty -2..2.").tag(config=True)
     max_tokens = Int(
-        None, allow_none=True, help="Reply length limit, sent as max_completion_tokens."
+        None,
+        allow_none=True,
+        help="Reply length limit, sent as max_tokens or max_completion_tokens "
+        "(see ChatMagics.max_tokens_field).",
     ).tag(config=True)
     seed = Int(None, allow_none=True, help="Seed for best-effort deterministic sampling.").tag(
         config=True
@@ -194,7 +198,7 @@ class RequestDefaults(Configurable):
 
     def request_defaults(self) -> dict[str, Any]:
         """The configured fields (unset ones left out), as a request would carry them."""
-        fields = dict(self.params)
+        fields = one_limit(dict(self.params))
         for dest, (field, _) in FLAG_FIELDS.items():
             value = getattr(self, dest)
             if value is not None and value != []:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "Record", "Totals", "default_history_path", "user_data_dir"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another kernel's transaction
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS exchanges (
     latency REAL,
     system_fingerprint TEXT,
     cost REAL,
-    error TEXT
+    error TEXT,
+    estimated_tokens INTEGER
 );
 CREATE INDEX IF NOT EXISTS exchanges_by_notebook ON exchanges (notebook, conversation, id);
 CREATE INDEX IF NOT EXISTS exchanges_by_session ON exchanges (session);
@@ -91,6 +92,30 @@ CREATE TABLE IF NOT EXISTS map_batches (
     created REAL NOT NULL
 );
 """
+
+
+def _add_estimated_tokens(db: sqlite3.Connection) -> None:
+    """Version 2: completion tokens nbchat estimated when a server reported no usage."""
+    db.execute("ALTER TABLE exchanges ADD COLUMN estimated_tokens INTEGER")
+
+
+#: MIGRATIONS[v - 2] brings a record of schema version v - 1 to version v.
+MIGRATIONS = [_add_estimated_tokens]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older record up to SCHEMA_VERSION, one step at a time, in one transaction
+    (another kernel migrating the same file at once waits, then finds nothing to do)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for migrate in MIGRATIONS[max(version - 1, 0) :]:
+            migrate(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def user_data_dir(app: str = "nbchat") -> Path:
@@ -142,6 +167,7 @@ class Exchange:
     system_fingerprint: str | None
     cost: float | None
     error: str | None
+    estimated_tokens: int | None = None
 
     @property
     def context_ids(self) -> list[int]:
@@ -173,6 +199,7 @@ class Exchange:
             system_fingerprint=self.system_fingerprint,
             cost=self.cost,
             request=json.loads(self.request),
+            estimated_tokens=self.estimated_tokens if usage is None else None,
         )
 
 
@@ -191,6 +218,8 @@ class Totals:
     unpriced: int  # exchanges with usage but a model missing from the price table
     without_usage: int
     mapped: int = 0  # of `exchanges`, requests sent by nbchat.map
+    estimated: int = 0  # of `without_usage`, replies whose completion nbchat estimated
+    estimated_tokens: int = 0  # their estimated completion tokens (not in the sums above)
 
 
 class Record:
@@ -212,6 +241,8 @@ class Record:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(f"written by a newer nbchat (schema {version})")
+            if 0 < version < SCHEMA_VERSION:
+                _migrate(db)
             db.executescript(SCHEMA)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
@@ -328,4 +359,21 @@ class Record:
         count, prompt, completion, total = (chat[i] + mapped[i] for i in range(4))
         unpriced, without = chat[5] + mapped[5], chat[6] + mapped[6]
         cost = sum(costs) if costs else None
-        return Totals(count, prompt, completion, total, cost, unpriced, without, mapped[0])
+        ((estimated, estimated_tokens),) = self.query(
+            "SELECT COUNT(*), COALESCE(SUM(estimated_tokens), 0) FROM exchanges WHERE "
+            + where
+            + " AND total_tokens IS NULL AND estimated_tokens IS NOT NULL",
+            args,
+        )
+        return Totals(
+            count,
+            prompt,
+            completion,
+            total,
+            cost,
+            unpriced,
+            without,
+            mapped[0],
+            estimated,
+            estimated_tokens,
+        )

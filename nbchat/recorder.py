@@ -234,6 +234,7 @@ class Recorder:
             "total_tokens": usage.total_tokens if usage else None,
             "cached_tokens": usage.cached_tokens if usage else None,
             "reasoning_tokens": usage.reasoning_tokens if usage else None,
+            "estimated_tokens": None if usage else reply.estimated_tokens,
         }
         if reply.request:  # the body exactly as the client sent it
             values["request"] = self._text(reply.request)

@@ -160,7 +160,9 @@ def footer_text(reply: Reply) -> str:
     """
     parts = [reply.model or "unknown model"]
     usage = reply.usage
-    if usage is None:
+    if usage is None and reply.estimated_tokens:  # the server reported none: our count
+        parts.append(f"≈{reply.estimated_tokens} completion tokens (estimated)")
+    elif usage is None:
         parts.append("usage not reported")
     else:
         tokens = (

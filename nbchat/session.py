@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .client import ChatClient, ChatStream
-from .config import Settings
+from .config import Settings, with_limit_field
 from .conversation import Conversation, Turn
 from .errors import Interrupted, NbChatError, OptionError, StreamError
 from .pricing import estimate_cost
@@ -165,7 +165,7 @@ class ChatSession:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
         if params:
-            payload.update(params)
+            payload.update(with_limit_field(params, settings.limit_field))
         return payload
 
     def run(

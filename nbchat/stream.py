@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbChatError, StreamError, TransportError
-from .failures import Retries, RetryNotice, server_text, trail
+from .estimate import estimate_completion_tokens
+from .failures import Retries, RetryNotice, empty_reply, media_kinds, server_text, trail
 from .sse import iter_events
 from .types import Reply, Usage
 
@@ -39,13 +40,17 @@ DRAIN_SECONDS = 0.5
 
 
 class _Broken(Exception):
-    """Why a stream broke off: `kind` is closed | timeout | error | malformed."""
+    """Why a stream broke off: `kind` is closed | timeout | error | malformed | early | empty."""
 
     WORDS = {
         "closed": "connection closed",
         "timeout": "timed out",
         "error": "server error",
         "malformed": "malformed event",
+        # `data: [DONE]` without a finish_reason: llama-cpp-python's server ends a
+        # running stream so when another request arrives.
+        "early": "the server ended the stream early (no finish_reason)",
+        "empty": "empty reply",  # a 200 with no body at all
     }
 
     def __init__(self, kind: str, detail: str = "", exc: Exception | None = None) -> None:
@@ -84,6 +89,11 @@ class ChatStream:
         self.finish_reason: str | None = None
         self.fingerprint: str | None = None
         self._reply: Reply | None = None
+        #: When data last arrived (or the attempt began): a stream that sends no data
+        #: for `client.timeout` s times out, whatever comments keep its bytes flowing.
+        self._progress = 0.0
+        self._received = False  # any byte of the body (an empty 200 is told apart)
+        self._one_body = False  # the reply came as one JSON body, not as events
 
     @property
     def text(self) -> str:
@@ -107,6 +117,7 @@ class ChatStream:
         self._reader = threading.get_ident()
         client = self._client
         while True:
+            self._progress = time.perf_counter()
             response = client._send(self.payload, self._retries, stream=True)
             if not client.stream_options:
                 self.payload = without_stream_options(self.payload)  # as it was sent
@@ -126,9 +137,12 @@ class ChatStream:
             if broken is None:
                 break
             # Out of the except block: the error raised chains nothing (see the docstring).
+            if broken.kind == "empty" and media_kinds(self.payload):
+                raise client._redacted(empty_reply(self.payload))  # asking again cannot help
             if self._parts or not client._retry(self._retries, _Broken.WORDS[broken.kind], None):
                 raise self._failure(broken)
             self.usage = self.finish_reason = self.fingerprint = None
+            self._received = False
         self._reply = self.build_reply(self.finish_reason)
 
     def _broken(self, kind: str, detail: str) -> _Broken:
@@ -143,25 +157,52 @@ class ChatStream:
         loads = json.loads
         perf = time.perf_counter
         chunks = response.iter_bytes()
+        watchdog = _Watchdog.start(self, response)
         try:
-            for event in iter_events(chunks):
+            for event in iter_events(self._watched(chunks)):
                 data = event.data
                 if data == "[DONE]":
                     self._drain(response, chunks)
+                    if self.finish_reason is None:
+                        raise _Broken("early")
                     return
                 try:
                     content = self._take(loads(data))
                 except (ValueError, TypeError, AttributeError, KeyError, IndexError):
                     raise self._broken("malformed", repr(data[:80])) from None
                 if content:
+                    now = perf()
                     if self.ttft is None:
-                        self.ttft = perf() - self.started
+                        self.ttft = now - self.started
+                    self._progress = now
                     parts.append(content)
                     yield content
         except httpx.HTTPError as exc:
+            if watchdog is not None and watchdog.fired:
+                raise _Broken("timeout") from None
             raise _Broken.transport(exc) from None
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
         if self.finish_reason is None:
-            raise _Broken("closed")
+            raise _Broken("closed" if self._received else "empty")
+
+    def _watched(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The body's chunks, until no data came for `timeout` s.
+
+        httpx's read timeout restarts with every byte, so a server sending `: ping`
+        comments (or empty events) while it is stuck would hold the cell forever;
+        only data (text, a finish reason, usage) counts as progress here. A socket
+        blocked in a read is ended by `_Watchdog`; this check covers transports
+        without one.
+        """
+        timeout = self._client.timeout
+        perf = time.perf_counter
+        for chunk in chunks:
+            if perf() - self._progress > timeout:
+                raise _Broken("timeout")
+            self._received = True
+            yield chunk
 
     def _drain(self, response: httpx.Response, chunks: Iterator[bytes]) -> None:
         """Read the body to its end, so httpx keeps the connection for the next request
@@ -207,6 +248,7 @@ class ChatStream:
             raise self._broken("malformed", repr(response.text[:80])) from None
         self.model, self.usage = reply.model, reply.usage
         self.finish_reason, self.fingerprint = reply.finish_reason, reply.system_fingerprint
+        self._one_body = True
         if reply.text:
             self._parts.append(reply.text)
             yield reply.text
@@ -227,10 +269,14 @@ class ChatStream:
                 content = delta.get("content")
                 if content is not None and not isinstance(content, str):
                     raise TypeError("content is not text")
+                if not content and any(v for k, v in delta.items() if k != "role"):
+                    self._progress = time.perf_counter()  # reasoning, tool calls: data too
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
+                self._progress = time.perf_counter()
         if obj.get("usage"):
             self.usage = Usage.from_api(obj["usage"])
+            self._progress = time.perf_counter()
         model = obj.get("model")
         if model:  # e.g. gpt-4o-mini-2024-07-18 for gpt-4o-mini, fingerprint or not
             self.model = str(model)
@@ -248,6 +294,8 @@ class ChatStream:
         if not self._parts:
             if timeout:
                 return client._timeout_error(broken.exc)
+            if broken.kind == "empty":
+                return client._redacted(empty_reply(self.payload))
             error = TransportError(
                 f"no reply: {words} before any text arrived{detail}",
                 hint=f"{client.base_url} accepted the request but sent no text; try again later",
@@ -255,17 +303,23 @@ class ChatStream:
         else:
             n = self.tokens
             where = " (ChatMagics.timeout)" if timeout else ""
+            hint = "the partial reply is shown (and kept by -o) but not added to the conversation"
+            if broken.kind == "early":
+                hint += "; some local servers end a stream when another request arrives"
             error = StreamError(
                 f"reply incomplete: {words} after {n} token{'s' * (n != 1)}{where}{detail}",
                 partial=self.build_reply("error"),
-                hint="the partial reply is shown (and kept by -o) but not added to the "
-                "conversation",
+                hint=hint,
             )
         if broken.exc is not None:  # for a traceback: what httpx said, without its request
             error.__cause__ = trail(broken.exc, client.api_key)
         return client._redacted(error)
 
     def build_reply(self, finish_reason: str | None) -> Reply:
+        estimated = None
+        if self.usage is None:  # count what arrived: deltas, or the one body's text
+            deltas = None if self._one_body else len(self._parts)
+            estimated = estimate_completion_tokens(self.text, deltas)
         return Reply(
             text=self.text,
             model=self.model,
@@ -275,6 +329,7 @@ class ChatStream:
             latency=time.perf_counter() - self.started if self.started else None,
             system_fingerprint=self.fingerprint,
             request=self.payload,
+            estimated_tokens=estimated,
         )
 
     @property
@@ -299,6 +354,41 @@ class ChatStream:
             response.close()
             return
         _shutdown(response)
+
+
+class _Watchdog:
+    """Shuts a stream's socket down once no data came for `timeout` s (see `_watched`).
+
+    One thread per stream, sleeping until the current deadline; data arriving
+    moves the deadline (`ChatStream._progress`), so it wakes about once per
+    `timeout` seconds, not per event. The blocked read then fails, and `_read`
+    reports a timeout.
+    """
+
+    def __init__(self, stream: ChatStream, response: httpx.Response) -> None:
+        self.fired = False
+        self._done = threading.Event()
+        self._stream = stream
+        self._response = response
+        self._timeout = stream._client.timeout
+        threading.Thread(target=self._run, name="nbchat-stall-watch", daemon=True).start()
+
+    @classmethod
+    def start(cls, stream: ChatStream, response: httpx.Response) -> _Watchdog | None:
+        return cls(stream, response) if _socket(response) is not None else None
+
+    def _run(self) -> None:
+        while True:
+            left = self._stream._progress + self._timeout - time.perf_counter()
+            if left <= 0:
+                self.fired = True
+                _shutdown(self._response)
+                return
+            if self._done.wait(left):
+                return
+
+    def stop(self) -> None:
+        self._done.set()
 
 
 def _socket(response: httpx.Response) -> socket.socket | None:
@@ -335,10 +425,12 @@ def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> 
     choice = (data.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     usage = data.get("usage")
+    text = message.get("content") or message.get("refusal") or ""
     return Reply(
-        text=message.get("content") or message.get("refusal") or "",
+        text=text,
         model=data.get("model") or body.get("model", ""),
         usage=Usage.from_api(usage) if usage else None,
+        estimated_tokens=None if usage else estimate_completion_tokens(text, None),
         finish_reason=choice.get("finish_reason"),
         latency=latency,
         system_fingerprint=data.get("system_fingerprint"),

@@ -14,6 +14,7 @@ from .sanitize import safe_markdown
 
 if TYPE_CHECKING:
     from .client import ChatClient
+    from .conversation import Conversation
     from .session import ChatSession
 
 __all__ = ["conversations_table", "models_table", "table"]
@@ -44,6 +45,22 @@ def _shorten(text: str | None, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _tokens(conv: Conversation) -> str:
+    """The reported tokens, and what is not in them: replies without usage (estimated or not).
+
+    e.g. `1210`, or `1210 + ≈41 completion estimated (1 of 3 replies without usage)`.
+    """
+    replies = [turn.reply for turn in conv.turns]
+    missing = [r for r in replies if r.usage is None]
+    text = str(conv.total_tokens)
+    if not missing:
+        return text
+    estimated = sum(r.estimated_tokens or 0 for r in missing)
+    if estimated:
+        text += f" + ≈{estimated} completion estimated"
+    return f"{text} ({len(missing)} of {len(replies)} replies without usage)"
+
+
 def conversations_table(session: ChatSession, default_system: str | None) -> dict[str, str]:
     """One row per named conversation: turns, tokens used, cost and system prompt."""
     rows = []
@@ -53,7 +70,7 @@ def conversations_table(session: ChatSession, default_system: str | None) -> dic
             [
                 name,
                 len(conv),
-                conv.total_tokens,
+                _tokens(conv),
                 "—" if cost is None else f"${cost:.6f}",
                 _shorten(conv.system_prompt or default_system) or "—",
             ]

@@ -109,7 +109,8 @@ class Reply:
     `ttft` and `latency` are seconds from sending the request; `cost` is an
     estimate in USD from the price table, or None when the model is unknown.
     `parsed` holds the JSON value (or pydantic instance) of a `--json` /
-    `--schema` reply.
+    `--schema` reply. `estimated_tokens` counts the completion when the server
+    reported no usage (an estimate, labelled so wherever it is shown).
     `str(reply)` is the text, so `-o answer` can be used like a string.
     """
 
@@ -124,17 +125,21 @@ class Reply:
     request: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: `--json` / `--schema`: the parsed JSON value, or the pydantic model instance.
     parsed: Any = field(default=None, repr=False, compare=False)
+    #: Completion tokens estimated by nbchat when the server reported no usage
+    #: (see nbchat.estimate); None when `usage` is known or nothing could be counted.
+    estimated_tokens: int | None = None
 
     def __str__(self) -> str:
         return self.text
 
     @property
     def tokens_per_second(self) -> float | None:
-        """Completion tokens over the generation time (after the first token)."""
-        if self.usage is None or self.latency is None or not self.usage.completion_tokens:
+        """Completion tokens (reported, else estimated) over the time after the first token."""
+        tokens = self.usage.completion_tokens if self.usage else self.estimated_tokens
+        if self.latency is None or not tokens:
             return None
         span = self.latency - (self.ttft or 0.0)
-        return self.usage.completion_tokens / span if span > 0 else None
+        return tokens / span if span > 0 else None
 
     @property
     def complete(self) -> bool:

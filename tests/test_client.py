@@ -134,11 +134,45 @@ def test_usage_on_a_chunk_that_also_has_choices():
     assert stream.reply.usage is not None and stream.reply.usage.total_tokens == 12
 
 
-def test_no_usage_stays_none():
-    body = chunk("a") + chunk(finish="stop") + b"data: [DONE]\n\n"
+def test_no_usage_stays_none_and_the_deltas_are_counted_as_an_estimate():
+    body = chunk("a") + chunk("b") + chunk("c") + chunk(finish="stop") + b"data: [DONE]\n\n"
     stream = make(lambda r: sse(body)).stream(PAYLOAD)
     list(stream)
-    assert stream.reply.usage is None and stream.reply.tokens_per_second is None
+    reply = stream.reply
+    assert reply.usage is None and reply.estimated_tokens == 3
+    assert reply.tokens_per_second is not None  # from the estimate
+
+
+def test_reported_usage_is_never_replaced_by_an_estimate():
+    stream = make(lambda r: sse(BODY)).stream(PAYLOAD)
+    list(stream)
+    assert stream.reply.usage is not None and stream.reply.estimated_tokens is None
+
+
+def test_a_whole_reply_without_usage_is_counted_by_tiktoken_when_installed(monkeypatch):
+    import sys
+    import types
+
+    import nbchat.estimate
+
+    fake = types.ModuleType("tiktoken")
+    encoding = types.SimpleNamespace(encode=lambda text, disallowed_special=(): text.split())
+    fake.get_encoding = lambda name: encoding  # type: ignore[attr-defined]
+    completion = {
+        "choices": [{"index": 0, "message": {"content": "one two three four"}}],
+        "model": "local",
+    }
+
+    def handler(request):
+        return httpx.Response(200, json=completion)
+
+    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
+    monkeypatch.setitem(sys.modules, "tiktoken", None)  # not installed
+    assert make(handler).complete(PAYLOAD).estimated_tokens is None
+    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
+    monkeypatch.setitem(sys.modules, "tiktoken", fake)
+    assert make(handler).complete(PAYLOAD).estimated_tokens == 4
+    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
 
 
 def test_no_key_no_authorization_header():

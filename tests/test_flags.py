@@ -37,7 +37,7 @@ def sent(ip, cell: str, server) -> dict:
         ("--top-p 0.25", "top_p", 0.25),
         ("--frequency-penalty -1.5", "frequency_penalty", -1.5),
         ("--presence-penalty 2", "presence_penalty", 2.0),
-        ("--max-tokens 5", "max_completion_tokens", 5),
+        ("--max-tokens 5", "max_tokens", 5),  # max_completion_tokens for OpenAI: below
         ("--seed -42", "seed", -42),
         ("--stop END", "stop", ["END"]),
         (r"--stop '\n' --stop '###'", "stop", ["\n", "###"]),
@@ -64,7 +64,7 @@ def test_every_flag_at_once_makes_one_valid_request(ip, server):
         "top_p": 1.0,
         "frequency_penalty": 0.5,
         "presence_penalty": -0.5,
-        "max_completion_tokens": 3,
+        "max_tokens": 3,
         "seed": 7,
         "stop": ["x"],
         "store": False,
@@ -161,10 +161,10 @@ def test_traits_set_defaults_and_cells_override_them(ip, server):
     ip.run_line_magic("config", "ChatMagics.stop = ['STOP']")
     ip.run_line_magic("config", "ChatMagics.params = {'service_tier': 'auto'}")
     body = sent(ip, "%%chat\nhi", server)
-    assert body["temperature"] == 0.3 and body["max_completion_tokens"] == 50
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 50
     assert body["stop"] == ["STOP"] and body["service_tier"] == "auto"
     body = sent(ip, "%%chat -t 1.1 --max-tokens 7\nhi", server)
-    assert body["temperature"] == 1.1 and body["max_completion_tokens"] == 7
+    assert body["temperature"] == 1.1 and body["max_tokens"] == 7
 
 
 @pytest.mark.parametrize(
@@ -193,6 +193,57 @@ def test_no_stream_sends_one_request_with_the_same_footer(ip, server):
     ip.run_line_magic("config", "ChatMagics.stream = False")
     assert sent(ip, "%%chat\nagain", server)["stream"] is False
     assert sent(ip, "%%chat --stream\nand again", server)["stream"] is True
+
+
+@pytest.mark.parametrize(
+    ("base_url", "choice", "field"),
+    [
+        ("https://api.openai.com/v1", "auto", "max_completion_tokens"),
+        ("https://my-team.openai.azure.com/openai/v1", "auto", "max_completion_tokens"),
+        ("http://127.0.0.1:8080/v1", "auto", "max_tokens"),  # llama.cpp, vLLM
+        ("http://localhost:11434/v1", "auto", "max_tokens"),  # Ollama
+        ("https://openai.example.com/v1", "auto", "max_tokens"),  # not OpenAI's own host
+        ("http://127.0.0.1:8080/v1", "max_completion_tokens", "max_completion_tokens"),
+        ("https://api.openai.com/v1", "max_tokens", "max_tokens"),
+    ],
+)
+def test_max_tokens_is_sent_under_the_name_the_server_knows(ip, base_url, choice, field):
+    ip.run_line_magic("config", f"ChatMagics.base_url = {base_url!r}")
+    ip.run_line_magic("config", f"ChatMagics.max_tokens_field = {choice!r}")
+    other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
+    for cell in (
+        "%%chat --dry-run -o planned --max-tokens 9\nhi",
+        "%%chat --dry-run -o planned --params '{\"" + other + "\": 9}'\nhi",
+    ):
+        result, captured = run(ip, cell)
+        assert result.error_in_exec is None
+        planned = ip.user_ns["planned"]
+        assert planned[field] == 9 and other not in planned
+        assert f'"{field}": 9' in captured.stdout  # --dry-run shows it
+    ip.run_line_magic("config", "ChatMagics.max_tokens = 4")
+    run(ip, "%%chat --dry-run -o planned\nhi")
+    assert ip.user_ns["planned"][field] == 4
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "max_completion_tokens"])
+def test_one_limit_is_sent_and_the_usual_order_picks_it(ip, server, name):
+    ip.run_line_magic("config", f"ChatMagics.params = {{{name!r}: 50}}")
+    assert sent(ip, "%%chat\nhi", server)["max_tokens"] == 50
+    ip.run_line_magic("config", "ChatMagics.max_tokens = 40")  # a named trait beats params
+    assert sent(ip, "%%chat\nhi", server)["max_tokens"] == 40
+    given = "--params '{\"" + name + "\": 5}'"
+    body = sent(ip, f"%%chat {given}\nhi", server)  # --params beats both
+    assert body["max_tokens"] == 5 and "max_completion_tokens" not in body
+    body = sent(ip, f"%%chat {given} --max-tokens 3\nhi", server)
+    assert body["max_tokens"] == 3 and "max_completion_tokens" not in body  # the flag wins
+
+
+def test_max_tokens_field_accepts_only_the_two_names_and_auto(ip):
+    magics = ip.find_cell_magic("chat").__self__
+    with pytest.raises(TraitError):
+        magics.max_tokens_field = "max_new_tokens"
+    magics.max_tokens_field = "MAX_TOKENS"
+    assert magics.settings().limit_field == "max_tokens"
 
 
 @pytest.mark.parametrize("flags", ["", "--no-stream -t 0.5 --stop x", "--json"])

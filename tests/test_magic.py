@@ -171,11 +171,30 @@ def test_show_usage_false_hides_the_footer(ip, server):
     assert len(captured.outputs) == 1 and "tokens" not in plain_outputs(captured)[0]
 
 
-def test_usage_not_reported_is_said_not_invented(ip, server):
-    _, captured = run(ip, "%%chat -m gpt-4o-mini@usage=0\nhi")
+def test_usage_not_reported_is_estimated_and_labelled(ip, server):
+    _, captured = run(ip, "%%chat -m gpt-4o-mini@usage=0,chunks=7,delay=0.01 -o r\nhi")
+    footer = plain_outputs(captured)[-1]
+    assert "≈7 completion tokens (estimated)" in footer and "prompt" not in footer
+    assert re.search(r"· \d+ tok/s", footer) and "$" not in footer  # no cost from a guess
+    assert ip.user_ns["r"].usage is None and ip.user_ns["r"].estimated_tokens == 7
+    run(ip, "%%chat\nand with usage")
+    _, captured = run(ip, "%chat list")
+    row = plain_outputs(captured)[-1].splitlines()[1]
+    assert "+ ≈7 completion estimated (1 of 2 replies without usage)" in row
+
+
+def test_usage_not_reported_in_one_body_is_said_not_invented(ip, server, monkeypatch):
+    import sys
+
+    import nbchat.estimate
+
+    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
+    monkeypatch.setitem(sys.modules, "tiktoken", None)  # not installed: nothing to count with
+    _, captured = run(ip, "%%chat --no-stream -m gpt-4o-mini@usage=0\nhi")
     footer = plain_outputs(captured)[-1]
     assert "usage not reported" in footer
     assert "tok/s" not in footer and "$" not in footer
+    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
 
 
 def test_usage_chunk_with_nonempty_choices_is_understood(ip, server):

@@ -232,10 +232,10 @@ def test_map_applies_the_configured_request_fields_under_params(ip, server, mock
         {k: v for k, v in r.body.items() if k not in ("model", "messages")} for r in server.requests
     ]
     assert fields == [
-        {"temperature": 0.2, "max_completion_tokens": 50, "service_tier": "flex"},
-        {"temperature": 0.7, "max_completion_tokens": 50, "service_tier": "flex", "seed": 3},
-        {"temperature": 0.2, "max_completion_tokens": 50, "service_tier": "flex"},
-        {"temperature": 0.9, "max_completion_tokens": 20, "service_tier": "flex"},
+        {"temperature": 0.2, "max_tokens": 50, "service_tier": "flex"},
+        {"temperature": 0.7, "max_tokens": 50, "service_tier": "flex", "seed": 3},
+        {"temperature": 0.2, "max_tokens": 50, "service_tier": "flex"},
+        {"temperature": 0.9, "max_tokens": 20, "service_tier": "flex"},
     ]
 
 

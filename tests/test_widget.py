@@ -228,9 +228,9 @@ def test_the_panel_sends_the_request_defaults_a_cell_sends(ip, server, open_pane
     assert panel.temperature.value == 0.2  # the slider starts at the configured value
     send(panel, "from the panel")
     from_panel = last_chat(server)
-    for field in ("temperature", "max_completion_tokens", "service_tier"):
+    for field in ("temperature", "max_tokens", "service_tier"):
         assert from_panel[field] == from_cell[field], field
-    assert (from_panel["temperature"], from_panel["max_completion_tokens"]) == (0.2, 50)
+    assert (from_panel["temperature"], from_panel["max_tokens"]) == (0.2, 50)
     run(ip, "%config ChatMagics.temperature = 0.4")  # followed while the slider is untouched
     assert panel.temperature.value == 0.4
     send(panel, "again")
@@ -238,7 +238,7 @@ def test_the_panel_sends_the_request_defaults_a_cell_sends(ip, server, open_pane
     panel.temperature.value = 1.0  # the user's choice wins from now on, even the API default
     send(panel, "warmer")
     assert last_chat(server)["temperature"] == 1.0
-    assert last_chat(server)["max_completion_tokens"] == 50
+    assert last_chat(server)["max_tokens"] == 50
     run(ip, "%config ChatMagics.temperature = 0.3")
     assert panel.temperature.value == 1.0
 
