@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .lasterror import ErrorWatch
     from .request import CellRequest
     from .session import ChatSession
+    from .types import Message
 
 __all__ = ["FIX_PROMPT", "ContextCommands", "proposed_code"]
 
@@ -86,7 +87,7 @@ class ContextCommands(Configurable):
             watch.unregister(events)
 
     def _attach(
-        self, args: Any, request: CellRequest, settings: Settings
+        self, args: Any, request: CellRequest, settings: Settings, panel: bool = False
     ) -> tuple[CellRequest, Receipt | None]:
         """The request with the context the cell names, and its receipt (None: no context)."""
         from .attach import split_names
@@ -116,8 +117,29 @@ class ContextCommands(Configurable):
             redact=key.redact if key else (lambda text: text),
         )
         request = replace(request, message=with_context(request.message, parts))
-        this_cell = cell_id(execute_request(self.shell))  # peeked: run() takes it later
+        this_cell = None if panel else cell_id(execute_request(self.shell))  # peeked, not taken
         return request, receipt_for(self.session, settings, request, parts, count, this_cell)
+
+    def _panel_context(
+        self,
+        text: str,
+        names: str,
+        error: bool,
+        settings: Settings,
+        conversation: str,
+        model: str | None,
+        params: dict[str, Any],
+    ) -> tuple[Message, str | None]:
+        """The panel's message with the context it names, and its receipt line (None: none)."""
+        from argparse import Namespace
+
+        from .request import CellRequest
+        from .types import Message
+
+        request = CellRequest(Message("user", text), conversation, model, params, True)
+        args = Namespace(with_=[names] if names.strip() else None, error=error, cells=None)
+        request, receipt = self._attach(args, request, settings, panel=True)
+        return request.message, (receipt.line() if receipt is not None else None)
 
     def _cmd_fix(self, rest: list[str]) -> None:
         """`%chat fix [MORE]`: explain the last error; the corrected cell goes below, not run."""

@@ -323,10 +323,7 @@ def _code(value: Any, budget: int, count: Count) -> Summary:
         head += f" ({path})" if path else " (built in)"
     else:
         what = "class" if inspect.isclass(value) else "function"
-        try:
-            signature = str(inspect.signature(value))
-        except (TypeError, ValueError):
-            signature = "(...)"
+        signature = _signature(value)
         kind, head = f"{what} {name}", f"{what} {name}{signature}"
     lines = [head]
     doc = inspect.getdoc(value)
@@ -342,6 +339,16 @@ def _code(value: Any, budget: int, count: Count) -> Summary:
     if source:
         lines += ["", "Source:", "```python", source.rstrip(), "```"]
     return Summary(kind, fit("\n".join(lines), budget, count))
+
+
+def _signature(value: Any) -> str:
+    """`(x: int, y=2) -> float`, with string annotations (`from __future__`) unquoted."""
+    for evaluate in (True, False):
+        try:
+            return str(inspect.signature(value, eval_str=evaluate))
+        except Exception:  # an annotation that names what only a type checker imports
+            continue
+    return "(...)"
 
 
 _repr = reprlib.Repr()
