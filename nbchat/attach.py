@@ -167,17 +167,21 @@ def collect(
     if cells:
         from .lasterror import recent_cells
 
-        found = recent_cells(shell, cells, watch.stored if watch is not None else True)
+        found = recent_cells(shell, cells, watch)
         if not found:
             raise OptionError("--cells: no cell has run before this one")
         each = max(budget // len(found), 50)
         body = "\n\n".join(
-            f"In [{n}]:\n```python\n{fit(code.rstrip(), each, count)}\n```" for n, code in found
+            f"{_in(n)}:\n```python\n{fit(code.rstrip(), each, count)}\n```" for n, code in found
         )
-        numbers = ", ".join(f"In [{n}]" for n, _ in found)
+        numbers = ", ".join(_in(n) for n, _ in found)
         label = f"the last {len(found)} cell{'s' * (len(found) != 1)}"
         add(label, numbers, body)
     return parts
+
+
+def _in(number: int | None) -> str:
+    return f"In [{number}]" if number is not None else "In [ ]"
 
 
 def with_context(message: Message, parts: list[Part]) -> Message:

@@ -77,7 +77,7 @@ class ContextCommands(Configurable):
 
         events = getattr(self.shell, "events", None)
         if events is not None and self._error_watch is None:
-            self._error_watch = ErrorWatch()
+            self._error_watch = ErrorWatch(self.shell)
             self._error_watch.register(events)
 
     def _unwatch_errors(self) -> None:

@@ -43,15 +43,24 @@ def _ours(error: BaseException | None) -> bool:
 
 
 class ErrorWatch:
-    """`post_run_cell` / `pre_run_cell` callbacks: the last cell that failed, and whether
-    the running cell is in the history (kernels store it; `run_cell` may not)."""
+    """`pre_run_cell` / `post_run_cell` callbacks: the last cell that failed, and the cells
+    run since nbchat loaded (for `--cells` where cells are run without history, as nbval
+    and `run_cell(store_history=False)` do)."""
 
-    def __init__(self) -> None:
+    KEEP = 200  # cells remembered
+
+    def __init__(self, shell: Any = None) -> None:
+        self.shell = shell
         self.last: LastError | None = None
         self.stored = True  # the running cell was stored in the input history
+        self.cells: list[tuple[int | None, str]] = []  # (execution count, code), the running last
 
     def pre(self, info: Any) -> None:
         self.stored = bool(getattr(info, "store_history", True))
+        count = getattr(self.shell, "execution_count", None)
+        if isinstance(count, int) and self.stored:
+            count -= 1  # IPython counts a stored cell before running it
+        self.cells = [*self.cells[-self.KEEP :], (count, str(getattr(info, "raw_cell", "")))]
 
     def post(self, result: Any) -> None:
         error = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
@@ -134,7 +143,11 @@ def _message(error: BaseException) -> str:
 def _frames(shell: Any, frames: traceback.StackSummary) -> list[str]:
     library = _library_dirs()
     kept, left = [], 0
+    cells = [i for i, f in enumerate(frames) if _cell_label(shell, f.filename) is not None]
+    first = cells[0] if cells else 0  # frames before the first cell are IPython running it
     for i, frame in enumerate(frames):
+        if i < first:
+            continue
         label = _cell_label(shell, frame.filename)
         mine = label is not None or not frame.filename.startswith(library)
         if not (mine or i == len(frames) - 1):
@@ -150,15 +163,20 @@ def _frames(shell: Any, frames: traceback.StackSummary) -> list[str]:
     return ["", f"Traceback (most recent call last{note}):", *kept]
 
 
-def recent_cells(shell: Any, n: int, running_stored: bool = True) -> list[tuple[int, str]]:
+def recent_cells(
+    shell: Any, n: int, watch: ErrorWatch | None = None
+) -> list[tuple[int | None, str]]:
     """The code of the `n` cells executed before the running one, oldest first.
 
-    A kernel stores the running cell in the history before it runs (as the last
-    entry); `running_stored` False says it was not (`run_cell(store_history=False)`).
+    From the shell's input history, where a kernel stores each cell before it
+    runs it; for a cell run without history, from the cells the watch saw.
     """
+    if watch is not None and not watch.stored:
+        seen = [(number, code) for number, code in watch.cells[:-1] if code.strip()]
+        return seen[-n:]
     history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None) or []
-    cells: list[tuple[int, str]] = []
-    number = len(history) - (2 if running_stored else 1)
+    cells: list[tuple[int | None, str]] = []
+    number = len(history) - 2  # the last entry is the running cell
     while number >= 1 and len(cells) < n:
         if history[number].strip():
             cells.append((number, history[number]))

@@ -65,6 +65,12 @@ def estimated(monkeypatch):
     monkeypatch.setenv("NBCHAT_TOKEN_COUNTER", "estimate")
 
 
+@pytest.fixture(autouse=True)
+def counted(monkeypatch):
+    """tiktoken where it works (the notebooks' run sets the estimate for every process)."""
+    monkeypatch.delenv("NBCHAT_TOKEN_COUNTER", raising=False)
+
+
 def usable_tiktoken(model: str = "gpt-4o-mini") -> Counter | None:
     tokens._encodings.clear()
     counter = tokens.counter(model)
