@@ -33,6 +33,9 @@ def pytest_configure(config: Any) -> None:
     # nbclient honour them), so notebooks under nbval show each reply once, at
     # the end; the live path is tested with nbclient in tests/.
     os.environ["NBCHAT_DISPLAY_MODE"] = "final"
+    # Receipts count tokens with tiktoken where its BPE file loads: the stored outputs
+    # hold the estimate, so every machine counts the same way.
+    os.environ["NBCHAT_TOKEN_COUNTER"] = "estimate"
 
 
 def pytest_unconfigure(config: Any) -> None:

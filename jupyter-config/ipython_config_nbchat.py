@@ -61,6 +61,10 @@ c = get_config()  # noqa: F821  (IPython provides get_config in config files)
 # c.ChatMagics.record = True         # False: nothing is written
 # c.ChatMagics.history_path = "~/notes/nbchat-history.sqlite"  # ($NBCHAT_HISTORY_PATH)
 
+# --- Context from the notebook (--with, --error, --cells, %chat fix) -----------------
+# Each attached value is summarised within this many tokens.
+# c.ChatMagics.context_tokens = 2000
+
 # --- Cost estimates ----------------------------------------------------------------
 # USD per 1M tokens: (input, cached input, output). Added to / overriding the
 # built-in list prices; models in neither get no cost.

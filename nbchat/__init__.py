@@ -59,6 +59,7 @@ def unload_ipython_extension(ipython: Any) -> None:
         ipython.input_transformers_cleanup.remove(keep_questions)
     for configurable in [c for c in ipython.configurables if isinstance(c, ChatMagics)]:
         ipython.configurables.remove(configurable)
+        configurable._unwatch_errors()
         if configurable._session is not None:
             configurable._session.close()
     for kind in ("line", "cell"):

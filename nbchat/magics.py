@@ -18,6 +18,7 @@ from traitlets import CaselessStrEnum, default
 
 from .commands import ConversationCommands
 from .config import ChatSettings
+from .contextmagics import ContextCommands
 from .errors import NbChatError, OptionError
 from .login import LoginCommand
 from .magicargs import check_out, lazy_magic_arguments, magic_parser, switch
@@ -39,6 +40,8 @@ LINE_HELP = """\
 %chat panel                    a chat panel on the same conversation (widgets)
 %%chat -m A,B                  compare models side by side; %chat pick N keeps reply N
 %chat map ITEMS TEMPLATE       one request per item, concurrently (nbchat.map)
+%%chat --with df,x             attach variables (summaries), --error the last error, --cells N
+%chat fix                      explain the last error; the corrected cell goes in a new cell
 %chat models                   the models the server offers (GET /models)
 %chat resume                   after a kernel restart: restore the notebook's conversations
 %chat log [N]                  the notebook's last N exchanges from the record
@@ -81,6 +84,7 @@ class ChatMagics(
     MemoryCommands,
     LoginCommand,
     MultiModelCommands,
+    ContextCommands,
 ):
     """Talk to an OpenAI-compatible chat model from a notebook."""
 
@@ -103,6 +107,7 @@ class ChatMagics(
         cleanup = getattr(shell, "input_transformers_cleanup", None)
         if cleanup is not None and keep_questions not in cleanup:
             cleanup.append(keep_questions)
+        self._watch_errors()  # --error and %chat fix need the cells that failed
 
     @property
     def session(self) -> ChatSession:
@@ -181,6 +186,16 @@ class ChatMagics(
         action="store_true",
         help="expand {name} and {expression} from the namespace",
     )
+    @argument(
+        "-w",
+        "--with",
+        dest="with_",
+        action="append",
+        metavar="NAMES",
+        help="attach variables as summaries: df,x (repeatable; attribute paths like df.columns)",
+    )
+    @argument("--error", action="store_true", help="attach the last error: traceback and its cell")
+    @argument("--cells", metavar="N", help="attach the code of the last N cells run")
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
     @argument("--compare", metavar="MODELS", help="models side by side, e.g. gpt-4o,llama3")
     @argument("words", nargs="*", help="%%chat COMMAND or a one-line question")
@@ -242,20 +257,32 @@ class ChatMagics(
         request = cell_request(args, prompt, self._user_ns, self.request_defaults(), self.stream)
         session = self.session
         settings = self.settings()
+        request, receipt = self._attach(args, request, settings)  # nbchat.contextmagics
         if args.dry_run:
             text, body = preview(session, settings, request)
+            if receipt is not None:
+                print(receipt.dry_run())
             print(text)
             if args.out:
                 self._user_ns[args.out] = body
             return
         models = self._compare_models(args)  # several models: nbchat.multimagics
         if models:
+            if receipt is not None:
+                print(receipt.line())
             return self._compare(request, models, args, settings)
-        view: Any = LiveMarkdown(
-            interval=settings.update_interval,
-            live=self._live(),
-            remote_images=settings.load_remote_images,
-        )
+        if receipt is not None:
+            view: Any = receipt.view(
+                interval=settings.update_interval,
+                live=self._live(),
+                remote_images=settings.load_remote_images,
+            )
+        else:
+            view = LiveMarkdown(
+                interval=settings.update_interval,
+                live=self._live(),
+                remote_images=settings.load_remote_images,
+            )
         if request.json is not None:
             from .structured import JsonView
 

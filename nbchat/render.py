@@ -69,12 +69,16 @@ class LiveMarkdown:
         live: bool = True,
         max_open: int = 2000,
         remote_images: bool = False,
+        header: dict[str, str] | None = None,
     ) -> None:
         from IPython.display import display
 
         self._display = display
         self.interval = interval
         self.remote_images = remote_images
+        self.header = header  # e.g. a context receipt: shown now, and kept above the reply
+        if header is not None:
+            display(header, raw=True)
         self.live = live
         self._splitter = BlockSplitter(max_open)
         self._handle: Any = None  # the open block's output (or the status line)
@@ -134,6 +138,8 @@ class LiveMarkdown:
             from IPython.display import clear_output
 
             clear_output(wait=True)
+            if self.header is not None:
+                self._display(self.header, raw=True)
         if text:
             self._display(markdown_bundle(text, remote_images=self.remote_images), raw=True)
         if footer is not None:

@@ -51,7 +51,10 @@ ALLOWED_TAGS = ("br", "sub", "sup", "kbd", "b", "i", "em", "strong", "details", 
 _SCHEMES = ("http", "https", "mailto")
 _ZWSP = "\u200b"
 
-_FENCE = re.compile(r"( *)(`{3,}|~{3,})([^\r\n]*)")
+_FENCE = re.compile(
+    r"(?P<lead>(?: {0,3}>[ ]?)*)(?P<indent> *)(?P<marker>`{3,}|~{3,})(?P<info>[^\r\n]*)"
+)
+_QUOTE = re.compile(r"(?:\s*>)+")
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 _ALLOWED = re.compile(r"<(/?)(" + "|".join(ALLOWED_TAGS) + r")\s*/?>", re.IGNORECASE)
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9.+-]{1,31}:[^\s<>\x00-\x1f]*)>")
@@ -129,7 +132,7 @@ class _Inline:
             self.out.append("!")
             return i + 1
         # "]": the end of a link text, maybe followed by its target
-        if s.startswith("](", i) or s.startswith("]:", i):
+        if s.startswith("](", i) or (s.startswith("]:", i) and _may_define(s, i)):
             return self._target(i)
         self.out.append("]")
         return i + 1
@@ -226,6 +229,14 @@ class _Inline:
         return end
 
 
+def _may_define(s: str, i: int) -> bool:
+    """Whether the `]:` at `i` may end a link reference definition's label: its `[` starts
+    a line (after indentation and quote markers) or is on an earlier line. `In [4]:` cannot."""
+    line_start = s.rfind("\n", 0, i) + 1
+    opening = s.rfind("[", line_start, i)
+    return opening == -1 or not s[line_start:opening].strip(" \t>")
+
+
 def _matching_bracket(s: str, i: int) -> int:
     """Index of the `]` closing the `[` at `i`, or -1 (escapes count, nesting counts)."""
     depth = 0
@@ -300,8 +311,8 @@ def _fence_block(opener: re.Match[str], lines: list[str], closed: bool) -> str:
         stripped = line.lstrip()
         if stripped[:1] in ("`", "~"):
             longest = max(longest, len(stripped) - len(stripped.lstrip(stripped[0])))
-    marker = "`" * max(len(opener.group(2)), longest + 1)
-    info = opener.group(3).strip().split(" ")[0] if opener.group(3).strip() else ""
+    marker = "`" * max(len(opener["marker"]), longest + 1)
+    info = opener["info"].strip().split(" ")[0] if opener["info"].strip() else ""
     head = marker + re.sub(r"[^\w+#.-]", "", info) + opener.string[opener.end() :]
     body = "".join(lines)
     if not closed:
@@ -326,29 +337,29 @@ def safe_markdown(text: str, *, remote_images: bool = False) -> str:
     while i < len(lines):
         line = lines[i]
         opener = _FENCE.match(line)
-        if opener and line[opener.end() :].strip("\r\n"):
-            opener = None
-        if opener is None or (opener.group(2)[0] == "`" and "`" in opener.group(3)):
+        if opener is None or (opener["marker"][0] == "`" and "`" in opener["info"]):
             prose.append(line)
             i += 1
             continue
         flush_prose()
-        marker = opener.group(2)
+        marker = opener["marker"]
         body: list[str] = []
         i += 1
         closed = False
         while i < len(lines):
-            stripped = lines[i].strip()
+            stripped = (
+                _QUOTE.sub("", lines[i], count=1).strip() if opener["lead"] else lines[i].strip()
+            )
             if stripped.startswith(marker) and not stripped.strip(marker[0]):
                 closed = True
                 break
             body.append(lines[i])
             i += 1
-        if not opener.group(1):  # column 0: every parser agrees where it starts
+        if not (opener["lead"] or opener["indent"]):  # column 0: every parser agrees on it
             out.append(_fence_block(opener, body, closed))
             if closed:
                 out.append(lines[i][len(lines[i].rstrip("\r\n")) :])  # the closer's line end
-        else:
+        else:  # in a list or a quote: inert whichever way a parser reads the indentation
             out.append(_neuter_tags(line) + "".join(_neuter_tags(b) for b in body))
             if closed:
                 out.append(_neuter_tags(lines[i]))

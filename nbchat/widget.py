@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .conversation import Conversation, Turn
     from .magics import ChatMagics
+    from .types import Message
 
 __all__ = ["ChatPanel", "close_panels", "open_panel"]
 
@@ -82,10 +83,19 @@ class ChatPanel:
         )
         self.stop = widgets.Button(description="Stop", icon="stop", disabled=True, layout=auto)
         self.totals = label("", "nbchat-totals")
+        self.attach = widgets.Text(  # names from the namespace, sent as summaries (--with)
+            description="With", placeholder="df, x: variables to attach (summaries)", style=wide
+        )
+        self.attach_error = widgets.Checkbox(description="last error", indent=False, layout=auto)
+        self._receipts: dict[int, str] = {}  # id(user message) -> its receipt line
+        self._context: tuple[str, bool] = ("", False)
         toolbar = widgets.HBox([self.conversations, self.new, self.model, self.temperature])
         toolbar.layout.flex_flow = "row wrap"
         entry = widgets.HBox([self.prompt, self.send, self.stop])
-        self.widget = widgets.VBox([toolbar, self.system, scroll, self.status, entry, self.totals])
+        context = widgets.HBox([self.attach, self.attach_error])
+        self.widget = widgets.VBox(
+            [toolbar, self.system, scroll, self.status, context, entry, self.totals]
+        )
         self.widget.add_class("nbchat-panel")
 
         self.prompt.on_submit(self.submit)
@@ -120,15 +130,26 @@ class ChatPanel:
         settings = self.magics.settings()
         name = self.name
         params = self.request_params()
+        names, error = self.attach.value, self.attach_error.value
+        try:  # the names and the last error, checked here: nothing is sent if one fails
+            message, receipt = self.magics._panel_context(
+                text, names, error, settings, name, self.model.value, params
+            )
+        except NbChatError as failed:
+            return self.say(f"nbchat: {failed}", error=True)
+        if receipt is not None:
+            self._receipts[id(message)] = receipt
+        self._context = (names, error)  # put back if the message fails
         with self._lock:
             self._drop_pending()
             body = widgets.VBox()
-            self._pending = turn_box(text, body)
+            self._pending = self._turn_box(text, body, receipt)
             self.streaming = name
             self.stop_wanted = threading.Event()  # this reply's own: a late Stop hits no other
             self._set_busy(True)
             self._layout()
         self.prompt.clear()
+        self.attach.value, self.attach_error.value = "", False  # context belongs to one turn
         self.say("")
         self.view = view = TurnView(
             body,
@@ -137,7 +158,7 @@ class ChatPanel:
             self._stop_if_wanted,
             remote_images=settings.load_remote_images,
         )
-        args = (text, settings, view, name, self.model.value, params, self.stop_wanted)
+        args = (message, settings, view, name, self.model.value, params, self.stop_wanted)
         self._worker = threading.Thread(target=self._run, args=args, daemon=True)
         self._worker.start()
 
@@ -199,17 +220,20 @@ class ChatPanel:
 
     # -- the worker --------------------------------------------------------------
 
-    def _run(self, text: str, settings: Settings, view: TurnView, *args: Any) -> None:
+    def _run(self, message: Message, settings: Settings, view: TurnView, *args: Any) -> None:
         name, model, params, stop = args
         try:
             self.session.run(
-                text, settings, view, conversation=name, model=model, params=params, stop=stop
+                message, settings, view, conversation=name, model=model, params=params, stop=stop
             )
-            self._done(text, None)
+            self._done(message, None)
         except Exception as error:  # a worker thread can only report in the panel
-            self._done(text, error)
+            self._done(message, error)
 
-    def _done(self, text: str, error: Exception | None) -> None:
+    def _done(self, message: Message, error: Exception | None) -> None:
+        from .attach import prompt_and_parts
+
+        text = prompt_and_parts(message)[0]
         partial = getattr(error, "partial", None)
         kept = error is None or (isinstance(error, Interrupted) and bool(partial and partial.text))
         with self._lock:
@@ -231,6 +255,7 @@ class ChatPanel:
             self.say(f"nbchat: unexpected {type(error).__name__}: {error}", error=True)
         if not kept and not self.prompt.value:
             self.prompt.value = text  # nothing was kept: the message can be sent again
+            self.attach.value, self.attach_error.value = self._context
 
     def _load_models(self, settings: Settings) -> None:
         if settings.key_missing:
@@ -292,9 +317,25 @@ class ChatPanel:
             reply = widgets.VBox(
                 reply_widgets(turn.reply.text, footer, self.magics.load_remote_images)
             )
-            self._boxes.append(turn_box(turn.user.text, reply))
+            text, receipt = turn.user.text, None
+            if not isinstance(turn.user.content, str):  # context parts: the receipt, not their text
+                from .attach import prompt_and_parts
+
+                text, parts = prompt_and_parts(turn.user)
+                receipt = self._receipts.get(id(turn.user))
+                if receipt is None and parts:
+                    receipt = "context: " + " · ".join(f"{n} — {k}" for n, k in parts)
+            self._boxes.append(self._turn_box(text, reply, receipt))
             self._shown.append(turn)
         self._layout()
+
+    @staticmethod
+    def _turn_box(text: str, reply: widgets.VBox, receipt: str | None) -> widgets.VBox:
+        box = turn_box(text, reply)
+        if receipt:  # what left the notebook with this message, under it
+            you, *rest = box.children
+            box.children = (you, label(receipt, "nbchat-context"), *rest)
+        return box
 
     def _layout(self) -> None:
         shown = [*self._boxes, *([self._pending] if self._pending else [])]

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("httpx", "httpcore", "ipywidgets", "markdown_it", "openai", "anyio")
+HEAVY = (
+    "httpx", "httpcore", "ipywidgets", "markdown_it", "openai", "anyio",
+    "pandas", "numpy", "polars", "tiktoken", "PIL", "matplotlib",
+)  # fmt: skip
 
 PROBE = """
 import json, sys
@@ -34,5 +37,5 @@ def test_load_ext_imports_nothing_heavy():
     # the flags' parser and help are built on first use, yet `%%chat?` shows them all
     assert not result["built"]
     assert "uuid" not in result["modules"]
-    for flag in ("--temperature", "--params", "--dry-run", "--compare", "--interpolate"):
+    for flag in ("--temperature", "--params", "--dry-run", "--compare", "--interpolate", "--with"):
         assert flag in result["help"], flag
