@@ -22,6 +22,7 @@ from .errors import NbChatError, StreamError, TransportError
 from .estimate import estimate_completion_tokens
 from .failures import Retries, RetryNotice, empty_reply, media_kinds, server_text, trail
 from .sse import iter_events
+from .toolcalls import ToolCallParts, from_message
 from .types import Reply, Usage
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class ChatStream:
         self._progress = 0.0
         self._received = False  # any byte of the body (an empty 200 is told apart)
         self._one_body = False  # the reply came as one JSON body, not as events
+        self._tool_parts = ToolCallParts()  # streamed function calls (nbchat.toolcalls)
 
     @property
     def text(self) -> str:
@@ -143,6 +145,7 @@ class ChatStream:
                 raise self._failure(broken)
             self.usage = self.finish_reason = self.fingerprint = None
             self._received = False
+            self._tool_parts = ToolCallParts()
         self._reply = self.build_reply(self.finish_reason)
 
     def _broken(self, kind: str, detail: str) -> _Broken:
@@ -249,6 +252,7 @@ class ChatStream:
         self.model, self.usage = reply.model, reply.usage
         self.finish_reason, self.fingerprint = reply.finish_reason, reply.system_fingerprint
         self._one_body = True
+        self._whole_calls = reply.tool_calls
         if reply.text:
             self._parts.append(reply.text)
             yield reply.text
@@ -269,6 +273,8 @@ class ChatStream:
                 content = delta.get("content")
                 if content is not None and not isinstance(content, str):
                     raise TypeError("content is not text")
+                if delta.get("tool_calls"):
+                    self._tool_parts.add(delta["tool_calls"])
                 if not content and any(v for k, v in delta.items() if k != "role"):
                     self._progress = time.perf_counter()  # reasoning, tool calls: data too
             if choice.get("finish_reason"):
@@ -330,6 +336,7 @@ class ChatStream:
             system_fingerprint=self.fingerprint,
             request=self.payload,
             estimated_tokens=estimated,
+            tool_calls=self._tool_parts.calls() or getattr(self, "_whole_calls", ()),
         )
 
     @property
@@ -435,4 +442,5 @@ def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> 
         latency=latency,
         system_fingerprint=data.get("system_fingerprint"),
         request=body,
+        tool_calls=from_message(message),
     )
