@@ -50,6 +50,17 @@ def reply_data(reply: Reply) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         },
+        "tool_calls": [
+            {
+                "id": c.id,
+                "name": c.name,
+                "arguments": c.arguments,
+                "status": c.status,
+                "result": c.result,
+            }
+            for c in reply.tool_calls
+        ],
+        "tool_rounds": reply.tool_rounds,
         "ttft_seconds": reply.ttft,
         "latency_seconds": reply.latency,
         "estimated_cost_usd": reply.cost,
@@ -102,12 +113,26 @@ def to_markdown(conv: Conversation, *, notebook: str, system: str | None) -> str
             "",
             "### Assistant",
             "",
+            *_calls_markdown(turn.reply),
             safe_markdown(turn.reply.text),
             "",
             f"<sub>{safe_markdown(footer_text(turn.reply))}</sub>",
             "",
         ]
     return "\n".join(lines)
+
+
+def _calls_markdown(reply: Reply) -> list[str]:
+    """Each tool call and its result, as text (escaped like the reply), then a blank line."""
+    if not reply.tool_rounds:
+        return []
+    from .tools import call_line
+
+    lines = []
+    for call in reply.tool_calls:
+        outcome = " ".join(f"{call.status or 'not run'}: {call.result or ''}".split())[:2000]
+        lines.append(safe_markdown(f"- tool call {call_line(call, 400)} → {outcome}").rstrip())
+    return [*lines, ""]
 
 
 def export(

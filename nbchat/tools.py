@@ -141,6 +141,8 @@ def _doc_parts(doc: str) -> tuple[str, dict[str, str]]:
         if match:
             word = match.group(1).lower()
             section = "params" if word.startswith(("arg", "param", "other")) else "other"
+            if underline and section == "params":
+                section = "numpy"
             current = None
             continue
         if re.match(r"^\s*-{3,}\s*$", line):
@@ -151,15 +153,17 @@ def _doc_parts(doc: str) -> tuple[str, dict[str, str]]:
         if section is None:
             head.append(line)
             continue
-        if section == "params":
+        if section == "numpy":
+            if line.strip() and not line.startswith((" ", "\t")):
+                current = line.split(":")[0].strip().lstrip("*")
+                params[current] = ""
+            elif current and line.strip():
+                params[current] = f"{params[current]} {line.strip()}".strip()
+        elif section == "params":
             google = re.match(r"^\s{0,4}(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$", line)
-            numpy = re.match(r"^(\w+)\s*(?::.*)?$", line)
             if google and not line.startswith(" " * 5):
                 current = google.group(1).lstrip("*")
                 params[current] = google.group(2).strip()
-            elif numpy and not line.startswith(" "):
-                current = numpy.group(1)
-                params[current] = ""
             elif current and line.strip():
                 params[current] = f"{params[current]} {line.strip()}".strip()
         elif section == "sphinx" and current and line.startswith((" ", "\t")) and line.strip():
@@ -182,6 +186,8 @@ def _type_schema(hint: Any, models: dict[str, Any], name: str) -> dict[str, Any]
     """JSON schema of a type hint; _Undescribable if it has none."""
     if hint is inspect.Parameter.empty:
         raise _Undescribable("has no type hint")
+    if isinstance(hint, str):
+        raise _Undescribable(f"has a type hint that cannot be resolved ({hint!r})")
     if hint is Any:
         return {}
     if hint is type(None) or hint is None:
@@ -242,9 +248,12 @@ def describe(func: Any, name: str | None = None) -> Tool:
         )
     try:
         signature = inspect.signature(func)
-        hints = typing.get_type_hints(func, include_extras=True)
-    except (TypeError, ValueError, NameError) as exc:
+    except (TypeError, ValueError) as exc:
         raise OptionError(f"--tools {label}: cannot read its signature ({exc})") from None
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:  # a hint naming something out of reach: as written
+        hints = {}
     description, docs = _doc_parts(inspect.getdoc(func) or "")
     properties: dict[str, Any] = {}
     required: list[str] = []

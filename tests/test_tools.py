@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
 import json
+from typing import Literal
 
+import pytest
+
+from nbchat.errors import OptionError
 from nbchat.toolcalls import ToolCallParts
+from nbchat.tools import describe, tool
 
 from .conftest import plain_outputs, run
 
@@ -81,3 +87,364 @@ def test_fragments_assemble_by_index():
         ("a", "f", '{"y": 2}'),
         ("b", "g", '{"x": 1}'),
     ]
+
+
+def test_the_next_cell_continues_with_the_whole_exchange(ip, server):
+    _tools_ip(ip)
+    run(ip, "%%chat -m gpt-4o-mini@tools=call -T revenue\nfirst")
+    result, _ = run(ip, "%%chat -m gpt-4o-mini\nsecond")
+    assert result.error_in_exec is None
+    roles = [m["role"] for m in server.requests[-1].body["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant", "user"]
+    assistant = server.requests[-1].body["messages"][1]
+    assert assistant["tool_calls"][0]["function"]["name"] == "revenue"
+
+
+def test_no_stream_replies_with_message_tool_calls(ip, server):
+    _tools_ip(ip)
+    result, captured = run(
+        ip, "%%chat --no-stream -m gpt-4o-mini@tools=call,parallel=2 -T revenue -o r\nq"
+    )
+    assert result.error_in_exec is None, captured.stdout
+    assert [r.body["stream"] for r in server.requests] == [False, False]
+    reply = ip.user_ns["r"]
+    assert len(reply.tool_calls) == 2 and reply.tool_rounds == 1
+    assert "2 tool calls · 1 round" in plain_outputs(captured)[-1]
+
+
+def _tool_messages(server, request=-1):
+    return [m for m in server.requests[request].body["messages"] if m["role"] == "tool"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"), [("y", "ran"), ("yes", "ran"), ("n", "declined"), ("", "declined")]
+)
+def test_each_call_asks_first_and_the_answer_decides(ip, server, monkeypatch, answer, status):
+    _tools_ip(ip, confirm=True)
+    asked = []
+    monkeypatch.setattr(builtins, "input", lambda q: asked.append(q) or answer)
+    result, _ = run(ip, "%%chat -m gpt-4o-mini@tools=call -T revenue -o r\nq")
+    assert result.error_in_exec is None
+    assert asked == ['Run revenue(region="region-1", year=1)? [y/N] ']
+    call = ip.user_ns["r"].tool_calls[0]
+    assert call.status == status
+    assert (ip.user_ns["calls"] == [("region-1", 1)]) == (status == "ran")
+    told = _tool_messages(server)[0]["content"]
+    assert told == (
+        "1200001.0" if status == "ran" else "declined: the user did not allow this call"
+    )
+
+
+def test_without_stdin_calls_are_declined_the_model_told_and_the_cell_says_how(
+    ip, server, monkeypatch
+):
+    from IPython.core.error import StdinNotImplementedError
+
+    def no_stdin(question):
+        raise StdinNotImplementedError(
+            "raw_input was called, but this frontend does not support input requests."
+        )
+
+    _tools_ip(ip, confirm=True)
+    monkeypatch.setattr(builtins, "input", no_stdin)
+    result, captured = run(ip, "%%chat -m gpt-4o-mini@tools=call -T revenue -o r\nq")
+    assert result.error_in_exec is None
+    assert ip.user_ns["calls"] == []
+    assert ip.user_ns["r"].tool_calls[0].status == "declined"
+    assert _tool_messages(server)[0]["content"].startswith("declined: nobody could approve")
+    assert "confirm_tools = False" in captured.stdout and "confirm=False" in captured.stdout
+    assert captured.stdout.count("\n") == 1  # one line
+
+
+def test_confirm_false_on_the_function_runs_without_asking(ip, server, monkeypatch):
+    ip.run_cell(
+        "import nbchat\n@nbchat.tool(confirm=False, description='Say hello.')\n"
+        "def hello(name: str) -> str:\n    return 'hello ' + name\n"
+    )
+    monkeypatch.setattr(builtins, "input", lambda q: pytest.fail("asked"))
+    result, _ = run(ip, "%%chat -m gpt-4o-mini@tools=call -T hello -o r\nq")
+    assert result.error_in_exec is None
+    assert ip.user_ns["r"].tool_calls[0].result == "hello name-1"
+    assert server.requests[0].body["tools"][0]["function"]["description"] == "Say hello."
+
+
+def test_an_exception_in_the_function_is_a_result_the_model_sees(ip, server):
+    ip.run_cell("def boom(x: int) -> int:\n    raise ValueError(f'no data for {x}')\n")
+    ip.run_line_magic("config", "ChatMagics.confirm_tools = False")
+    result, captured = run(ip, "%%chat -m gpt-4o-mini@tools=call -T boom -o r\nq")
+    assert result.error_in_exec is None
+    call = ip.user_ns["r"].tool_calls[0]
+    assert (call.status, call.result) == ("error", "error: ValueError: no data for 1")
+    assert _tool_messages(server)[0]["content"] == "error: ValueError: no data for 1"
+    assert "ValueError: no data for 1" in ip.user_ns["r"].text  # the model could recover
+    assert any("failed" in p and "ValueError" in p for p in plain_outputs(captured))
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("tool_args=invalid", "error: the arguments are not a JSON object"),
+        ("tool_args=wrong", "error: arguments do not fit revenue: TypeError"),
+        ("tool_name=nope", "error: unknown tool 'nope' (tools offered: revenue)"),
+    ],
+)
+def test_bad_arguments_and_unknown_tools_are_results(ip, server, option, expected):
+    _tools_ip(ip)
+    result, _ = run(ip, f"%%chat -m gpt-4o-mini@tools=call,{option} -T revenue -o r\nq")
+    assert result.error_in_exec is None
+    assert ip.user_ns["calls"] == []
+    call = ip.user_ns["r"].tool_calls[0]
+    assert call.status == "error" and call.result.startswith(expected)
+    assert _tool_messages(server)[0]["content"] == call.result
+
+
+def test_wrongly_typed_argument_is_refused(ip, server):
+    ip.run_cell("def half(x: int) -> float:\n    return x / 2\n")
+    ip.run_line_magic("config", "ChatMagics.confirm_tools = False")
+    ip.user_ns["bad"] = None
+    # the mock sends a string for a str parameter; call with a str param typed int instead
+    ip.run_cell(
+        "import nbchat\n@nbchat.tool(name='half', confirm=False)\n"
+        "def half_s(x: str) -> str:\n    return x\n"
+    )
+    from nbchat.tools import ToolRunner, ToolSet, describe
+    from nbchat.types import Reply, ToolCall
+
+    runner = ToolRunner(ToolSet(half=describe(ip.user_ns["half"])), ask=None, confirm=False)
+    done = runner.run(Reply("", "m", tool_calls=(ToolCall("c", "half", '{"x": "3"}'),)))
+    assert done[0].status == "error" and "x must be integer, not str" in done[0].result
+    done = runner.run(Reply("", "m", tool_calls=(ToolCall("c", "half", '{"x": 3}'),)))
+    assert (done[0].status, done[0].result) == ("ran", "1.5")
+
+
+def test_the_round_limit_stops_with_one_line(ip, server):
+    _tools_ip(ip)
+    ip.run_line_magic("config", "ChatMagics.max_tool_rounds = 2")
+    result, captured = run(ip, "%%chat -m gpt-4o-mini@tools=call,rounds=50 -T revenue -o r\nq")
+    assert result.error_in_exec is None
+    assert len(server.requests) == 3  # the first request and one per round
+    assert len(ip.user_ns["calls"]) == 2
+    lines = [line for line in captured.stdout.splitlines() if line.strip("\x1b[2K")]
+    assert lines == [
+        "stopped after 2 tool rounds: the model still asked for 1 call(s) "
+        "(ChatMagics.max_tool_rounds)"
+    ]
+    # the conversation keeps the complete rounds; the next cell validates and continues
+    run(ip, "%%chat\nnext")
+    roles = [m["role"] for m in server.requests[-1].body["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "user"]
+
+
+def test_an_interrupt_ends_the_loop_and_keeps_complete_rounds_only(ip, server):
+    ip.run_cell(
+        "runs = []\n"
+        "def slow(x: int) -> int:\n"
+        "    runs.append(x)\n"
+        "    if len(runs) == 2:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return x\n"
+    )
+    ip.run_line_magic("config", "ChatMagics.confirm_tools = False")
+    result, _ = run(ip, "%%chat -m gpt-4o-mini@tools=call,rounds=3 -T slow\nq")
+    assert result.error_in_exec is not None
+    assert "interrupted in tool round 2" in str(result.error_in_exec)
+    assert len(server.requests) == 2  # nothing sent after the interrupt
+    conv = ip.find_cell_magic("chat").__self__.session.conversation()
+    assert len(conv.turns) == 1
+    assert conv.turns[0].reply.finish_reason == "interrupted"
+    assert [m["role"] for m in conv.turns[0].reply.steps] == ["assistant", "tool"]
+    run(ip, "%%chat\nnext")
+    roles = [m["role"] for m in server.requests[-1].body["messages"]]
+    assert roles == ["user", "assistant", "tool", "user"]
+
+
+def test_an_interrupt_in_the_first_round_leaves_the_conversation_unchanged(ip, server):
+    ip.run_cell("def stop(x: int) -> int:\n    raise KeyboardInterrupt\n")
+    ip.run_line_magic("config", "ChatMagics.confirm_tools = False")
+    result, _ = run(ip, "%%chat -m gpt-4o-mini@tools=call -T stop\nq")
+    assert result.error_in_exec is not None
+    conv = ip.find_cell_magic("chat").__self__.session.conversation()
+    assert conv.turns == []
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def test_hostile_arguments_and_results_show_as_escaped_text(ip, server):
+    ip.run_cell(
+        "from typing import Literal\n"
+        f"def lookup(key: Literal[{HOSTILE!r}]) -> str:\n"
+        f"    return {HOSTILE!r} + key\n"
+    )
+    ip.run_line_magic("config", "ChatMagics.confirm_tools = False")
+    ip.run_line_magic("config", "ChatMagics.display_mode = 'live'")
+    result, captured = run(ip, "%%chat -m gpt-4o-mini@tools=call,delay=0.001 -T lookup -o r\nq")
+    assert result.error_in_exec is None
+    assert ip.user_ns["r"].tool_calls[0].result == HOSTILE * 2
+    htmls = [o.data["text/html"] for o in captured.outputs if "text/html" in o.data]
+    cards = [h for h in htmls if "nbchat-tool" in h]
+    assert cards
+    for h in htmls:
+        assert "<img" not in h and "onerror=alert(1)>" not in h
+    assert any("&lt;img src=x onerror=alert(1)&gt;" in h for h in cards)
+    for o in captured.outputs:  # the model's answer quotes the result: safe Markdown
+        assert "<img" not in o.data.get("text/markdown", "")
+
+
+def test_saved_output_has_one_line_per_call(ip, server):
+    _tools_ip(ip)
+    _, captured = run(ip, "%%chat -m gpt-4o-mini@tools=call,parallel=2 -T revenue\nq")
+    cards = [o for o in captured.outputs if "nbchat-tool" in o.data.get("text/html", "")]
+    final = cards[-1]  # the header kept above the answer
+    assert final.data["text/html"].count("<details") == 2
+    assert final.data["text/plain"].splitlines() == [
+        '🔧 revenue(region="region-1", year=1) · ran in 0 ms → 1200001.0',
+        '🔧 revenue(region="region-2", year=2) · ran in 0 ms → 1200002.0',
+    ]
+
+
+# -- refusals: one line, nothing sent ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "cell", "message"),
+    [
+        ("", "%%chat -T nosuch\nq", "--tools nosuch: no such name in the notebook"),
+        ("x = 3", "%%chat -T x\nq", "--tools x: int is not callable"),
+        ("def f(*args): pass", "%%chat -T f\nq", "parameter 'args' (*args or **kwargs)"),
+        ("def f(a): pass", "%%chat -T f\nq", "--tools f: parameter 'a' has no type hint"),
+        ("def f(a: object): pass", "%%chat -T f\nq", "parameter 'a' has a type JSON cannot"),
+        ("def f(a: int): pass", "%%chat -m a,b -T f\nq", "--tools cannot be combined with a"),
+        (
+            "def f(a: int): pass",
+            "%chat -T f map [1] x",
+            "--tools cannot be combined with %chat map",
+        ),
+    ],
+)
+def test_bad_tools_are_one_line_and_nothing_is_sent(ip, server, setup, cell, message):
+    ip.run_cell(setup)
+    result, _ = run(ip, cell)
+    assert isinstance(result.error_in_exec, OptionError)
+    assert message in str(result.error_in_exec)
+    assert len(server.requests) == 0
+
+
+def test_dry_run_shows_the_tools(ip, server):
+    _tools_ip(ip)
+    run(ip, "%%chat --dry-run -T revenue -o body\nq")
+    assert ip.user_ns["body"]["tools"][0]["function"]["name"] == "revenue"
+    assert len(server.requests) == 0
+
+
+def test_tools_setting_offers_functions_in_every_cell(ip, server):
+    _tools_ip(ip)
+    ip.run_line_magic("config", "ChatMagics.tools = ['revenue']")
+    result, _ = run(ip, "%%chat -m gpt-4o-mini@tools=call\nq")
+    assert result.error_in_exec is None
+    assert ip.user_ns["calls"] == [("region-1", 1)]
+
+
+# -- schemas ------------------------------------------------------------------------------
+
+
+def test_schema_from_numpy_and_sphinx_docstrings_and_rich_hints():
+    def numpy_style(city: str, days: int = 3, units: Literal["C", "F"] = "C") -> dict:
+        """Forecast for a city.
+
+        Parameters
+        ----------
+        city : str
+            Name of the city,
+            in English.
+        days : int
+            How many days.
+        """
+
+    def sphinx_style(tags: list[str], limit: int | None = None, scores: dict[str, float] = {}):  # noqa: B006
+        """Search.
+
+        :param tags: tags to match
+        :param limit: at most this many
+        :returns: hits
+        """
+
+    schema = describe(numpy_style).schema()
+    assert schema == {
+        "type": "function",
+        "function": {
+            "name": "numpy_style",
+            "description": "Forecast for a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "description": "Name of the city, in English."},
+                    "days": {"type": "integer", "description": "How many days.", "default": 3},
+                    "units": {"enum": ["C", "F"], "default": "C"},
+                },
+                "required": ["city"],
+            },
+        },
+    }
+    props = describe(sphinx_style).parameters["properties"]
+    assert props["tags"] == {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "tags to match",
+    }
+    assert props["limit"] == {
+        "anyOf": [{"type": "integer"}, {"type": "null"}],
+        "description": "at most this many",
+        "default": None,
+    }
+    assert props["scores"]["additionalProperties"] == {"type": "number"}
+
+
+def test_pydantic_model_parameter():
+    pydantic = pytest.importorskip("pydantic")
+
+    class Point(pydantic.BaseModel):
+        x: float
+        y: float
+
+    globals()["Point"] = Point  # hints are strings here (from __future__ import annotations)
+
+    def norm(p: Point) -> float:
+        """Length of p."""
+        return (p.x**2 + p.y**2) ** 0.5
+
+    described = describe(norm)
+    assert described.parameters["properties"]["p"]["properties"]["x"]["type"] == "number"
+    from nbchat.tools import ToolRunner, ToolSet
+    from nbchat.types import Reply, ToolCall
+
+    runner = ToolRunner(ToolSet(norm=described), ask=None, confirm=False)
+    done = runner.run(
+        Reply("", "m", tool_calls=(ToolCall("c", "norm", '{"p": {"x": 3, "y": 4}}'),))
+    )
+    assert done[0].result == "5.0"
+    done = runner.run(Reply("", "m", tool_calls=(ToolCall("c", "norm", '{"p": {"x": "a"}}'),)))
+    assert done[0].status == "error" and "ValidationError" in done[0].result
+
+
+def test_results_as_text_within_the_budget():
+    from nbchat.tokens import estimate
+    from nbchat.tools import result_text
+
+    assert result_text("plain", 100, estimate) == "plain"
+    assert result_text({"a": [1, 2]}, 100, estimate) == '{"a": [1, 2]}'
+    long = result_text("word " * 5000, 60, estimate)
+    assert estimate(long) <= 60 and "more characters" in long
+    assert "object" in result_text(object(), 100, estimate)
+
+
+def test_tool_decorator_keeps_the_function_callable():
+    @tool(name="add_up", confirm=False)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    assert add(1, 2) == 3
+    described = describe(add)
+    assert (described.name, described.confirm) == ("add_up", False)
+    with pytest.raises(OptionError):
+        describe(tool(name="bad name")(add))
