@@ -291,9 +291,12 @@ class ChatSession:
             payload["tools"] = options.tools.schemas()
         self._record_start(conv, user, payload, settings, options.cell_id)
         reply = self._request(payload, settings, view, conv, user, options, ())
+        notes: list[str] = []  # shown below the reply (finish clears the cell first)
         if options.tools is not None and reply.tool_calls:
-            reply = self._rounds(reply, payload, settings, view, conv, user, options)
+            reply = self._rounds(reply, payload, settings, view, conv, user, options, notes)
         view.finish(reply.text, reply if settings.show_usage else None)
+        for note in notes:
+            self.notice(note)
         self.last_reply = reply
         conv.add(user, reply, options.cell_id)
         return reply
@@ -307,6 +310,7 @@ class ChatSession:
         conv: Conversation,
         user: Message,
         options: TurnOptions,
+        notes: list[str],
     ) -> Reply:
         """Run the calls of `reply`, send the results, repeat; the last reply, summed.
 
@@ -322,7 +326,7 @@ class ChatSession:
         rounds = 0
         while reply.tool_calls:
             if rounds >= runner.max_rounds:
-                self.notice(
+                notes.append(
                     f"stopped after {rounds} tool round{'s' * (rounds != 1)}: the model still "
                     f"asked for {len(reply.tool_calls)} call(s) (ChatMagics.max_tool_rounds)"
                 )
@@ -360,7 +364,7 @@ class ChatSession:
         if runner.unanswered:
             from .tools import NO_STDIN
 
-            self.notice(NO_STDIN)
+            notes.append(NO_STDIN)
         return _summed(replies, calls, steps, rounds, text=reply.text)
 
     def _request(

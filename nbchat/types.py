@@ -160,7 +160,7 @@ class Reply:
     estimated_tokens: int | None = None
     #: Function calls: those this reply asks for (one request), or, for a turn that
     #: used tools, every call of every round with its result (see nbchat.tools).
-    tool_calls: tuple[ToolCall, ...] = field(default=(), repr=False)
+    tool_calls: tuple[ToolCall, ...] = field(default=(), repr=False, compare=False)
     #: The messages of the tool rounds before this reply's text (assistant messages
     #: with `tool_calls`, then `tool` results), as sent; the conversation replays them.
     steps: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)

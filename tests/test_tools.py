@@ -448,3 +448,50 @@ def test_tool_decorator_keeps_the_function_callable():
     assert (described.name, described.confirm) == ("add_up", False)
     with pytest.raises(OptionError):
         describe(tool(name="bad name")(add))
+
+
+# -- record, resume, export -----------------------------------------------------------------
+
+
+def test_record_resume_and_export_round_trip_a_tool_exchange(ip, server, tmp_path, monkeypatch):
+    from .test_memory import in_cell
+    from .test_resume_export import configure, notebook, restart, turns  # noqa: F401
+
+    monkeypatch.setenv("JPY_SESSION_NAME", "/work/notebook.ipynb")
+    from .test_memory import FakeKernel
+
+    kernel = FakeKernel()
+    monkeypatch.setattr(ip, "kernel", kernel, raising=False)
+    configure(ip, server, tmp_path)
+    _tools_ip(ip)
+    in_cell(ip, kernel, "a", f"%%chat -m gpt-4o-mini@tools=call,parallel=2 -T revenue\n{HOSTILE}")
+    before = [(t.user, t.reply, t.cell_id) for t in turns(ip)]
+    assert before[0][1].tool_rounds == 1
+    restart(ip, server, tmp_path)
+    _, captured = in_cell(ip, kernel, None, "%chat resume")
+    assert "restored 1 turn" in captured.stdout
+    after = turns(ip)
+    assert [(t.user, t.reply, t.cell_id) for t in after] == before
+    assert after[0].reply.steps == before[0][1].steps
+    assert [(c.name, c.arguments, c.result, c.status) for c in after[0].reply.tool_calls] == [
+        (c.name, c.arguments, c.result, c.status) for c in before[0][1].tool_calls
+    ]
+    in_cell(ip, kernel, "b", "%%chat\nnext")  # continues with the whole exchange
+    roles = [m["role"] for m in server.requests[-1].body["messages"]]
+    assert roles == ["user", "assistant", "tool", "tool", "assistant", "user"]
+    run(ip, f"%chat export {tmp_path / 'chat.md'}")
+    text = (tmp_path / "chat.md").read_text()
+    assert 'tool call revenue(region="region-1", year=1) → ran: 1200001.0' in text
+    assert 'tool call revenue(region="region-2", year=2) → ran: 1200002.0' in text
+    assert "<img" not in text
+    run(ip, f"%chat export {tmp_path / 'chat.json'}")
+    data = json.loads((tmp_path / "chat.json").read_text())
+    first = data["exchanges"][0]
+    assert [m["role"] for m in first["request"]["messages"]] == [
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+    ]
+    assert first["reply"]["tool_rounds"] == 1
+    assert [c["result"] for c in first["reply"]["tool_calls"]] == ["1200001.0", "1200002.0"]
