@@ -295,8 +295,8 @@ class ChatSession:
         if options.tools is not None and reply.tool_calls:
             reply = self._rounds(reply, payload, settings, view, conv, user, options, notes)
         view.finish(reply.text, reply if settings.show_usage else None)
-        for note in notes:
-            self.notice(note)
+        for note in notes:  # the runner's own channel: a cell prints, the panel says
+            options.tools.notice(note) if options.tools is not None else self.notice(note)
         self.last_reply = reply
         conv.add(user, reply, options.cell_id)
         return reply

@@ -7,6 +7,7 @@ nbchat.toolcards).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Int, List, Unicode, validate
@@ -75,14 +76,19 @@ class ToolCommands(Configurable):
             )
 
     def _tool_runner(
-        self, args: Any, model: str, *, ask: Ask | None = None, names: list[str] | None = None
+        self,
+        args: Any,
+        model: str,
+        *,
+        ask: Ask | None = None,
+        notice: Callable[[str], None] = print,
     ) -> ToolRunner | None:
         """The runner of a cell's tools (None without any); OptionError if one is bad.
 
         `ask`: how a call is approved (default: the cell's stdin); the caller sets
         `cards` once the cell's view exists.
         """
-        names = self._tool_names(args) if names is None else names
+        names = self._tool_names(args)
         if not names:
             return None
         from .tokens import counter
@@ -97,4 +103,5 @@ class ToolCommands(Configurable):
             max_rounds=self.max_tool_rounds,
             result_tokens=self.tool_result_tokens,
             count=counter(model),
+            notice=notice,
         )

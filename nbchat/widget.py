@@ -135,6 +135,11 @@ class ChatPanel:
             message, receipt = self.magics._panel_context(
                 text, names, error, settings, name, self.model.value, params
             )
+            # ChatMagics.tools: calls that need approval are declined (nobody can be asked
+            # while a worker thread runs: no stdin), and the status line says how to allow them
+            tools = self.magics._tool_runner(
+                None, self.model.value or settings.model, ask=_nobody, notice=self.say
+            )
         except NbChatError as failed:
             return self.say(f"nbchat: {failed}", error=True)
         if receipt is not None:
@@ -158,7 +163,7 @@ class ChatPanel:
             self._stop_if_wanted,
             remote_images=settings.load_remote_images,
         )
-        args = (message, settings, view, name, self.model.value, params, self.stop_wanted)
+        args = (message, settings, view, name, self.model.value, params, self.stop_wanted, tools)
         self._worker = threading.Thread(target=self._run, args=args, daemon=True)
         self._worker.start()
 
@@ -221,10 +226,17 @@ class ChatPanel:
     # -- the worker --------------------------------------------------------------
 
     def _run(self, message: Message, settings: Settings, view: TurnView, *args: Any) -> None:
-        name, model, params, stop = args
+        name, model, params, stop, tools = args
         try:
             self.session.run(
-                message, settings, view, conversation=name, model=model, params=params, stop=stop
+                message,
+                settings,
+                view,
+                conversation=name,
+                model=model,
+                params=params,
+                stop=stop,
+                tools=tools,
             )
             self._done(message, None)
         except Exception as error:  # a worker thread can only report in the panel
@@ -400,3 +412,8 @@ def close_panels() -> None:
     """Close every open panel (when the extension is unloaded)."""
     for panel in list(_panels):
         panel.close()
+
+
+def _nobody(question: str) -> None:
+    """The panel's way to ask before a tool call: nobody can answer (see ChatPanel.submit)."""
+    return None

@@ -113,7 +113,8 @@ def test_no_stream_replies_with_message_tool_calls(ip, server):
 
 
 def _tool_messages(server, request=-1):
-    return [m for m in server.requests[request].body["messages"] if m["role"] == "tool"]
+    chats = [r for r in server.requests if r.path.endswith("/chat/completions")]
+    return [m for m in chats[request].body["messages"] if m["role"] == "tool"]
 
 
 @pytest.mark.parametrize(
@@ -495,3 +496,29 @@ def test_record_resume_and_export_round_trip_a_tool_exchange(ip, server, tmp_pat
     ]
     assert first["reply"]["tool_rounds"] == 1
     assert [c["result"] for c in first["reply"]["tool_calls"]] == ["1200001.0", "1200002.0"]
+
+
+def test_the_panel_declines_calls_that_need_approval_and_runs_confirm_false_ones(ip, server):
+    import nbchat
+
+    _tools_ip(ip, confirm=True)
+    ip.run_cell(
+        "import nbchat\n@nbchat.tool(confirm=False)\n"
+        "def hello(name: str) -> str:\n    return 'hello ' + name\n"
+    )
+    ip.run_line_magic("config", "ChatMagics.tools = ['revenue', 'hello']")
+    ip.run_line_magic("config", "ChatMagics.model = 'gpt-4o-mini@tools=call,parallel=2'")
+    panel = nbchat.panel(ip)
+    try:
+        panel.prompt.value = "which region?"
+        panel.send.click()
+        assert panel.wait(30)
+        told = [m["content"] for m in _tool_messages(server)]
+        assert told[0].startswith("declined: nobody could approve") and told[1] == "hello name-2"
+        assert ip.user_ns["calls"] == []
+        assert "ChatMagics.confirm_tools = False" in panel.status.value
+        turn = ip.find_cell_magic("chat").__self__.session.conversation().turns[-1]
+        assert [c.status for c in turn.reply.tool_calls] == ["declined", "ran"]
+    finally:
+        panel.close()
+        panel.wait(30)
