@@ -49,7 +49,6 @@ LINE_HELP = """\
 %chat export PATH [NAME]       write a conversation to PATH.md or PATH.json
 %chat usage                    tokens and estimated cost: this kernel, this notebook
 %chat login                    enter the API key (hidden; kept in memory only)
-%%chat --tools f,g             let the model call your functions (each call asks first)
 %chat help                     this help; %%chat? lists every flag
 %config ChatMagics             every setting (the key is shown masked)
 """

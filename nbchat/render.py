@@ -136,12 +136,16 @@ class LiveMarkdown:
         """Start over below a new `header` (tool rounds: the text and cards so far).
 
         The cell is cleared and shows `header`; later text streams as a new reply.
+        Not live, nothing is shown now: `finish` shows the header above the reply.
         """
         from IPython.display import clear_output
 
+        self.header = header
+        if not self.live:
+            self._outputs = max(self._outputs, 1)  # so finish() clears and shows the header
+            return
         self.flush()
         clear_output(wait=True)
-        self.header = header
         self._display(header, raw=True)
         self._splitter = BlockSplitter(self._splitter.max_open)
         self._handle = None

@@ -482,7 +482,7 @@ def _summed(
         text=text,
         usage=usage,
         cost=sum(costs) if costs and len(costs) == len(replies) else None,
-        ttft=replies[0].ttft,
+        ttft=next((r.ttft for r in replies if r.ttft is not None), None),  # the first text
         latency=sum(latencies) if latencies else None,
         estimated_tokens=sum(estimated) if usage is None and estimated else None,
         tool_calls=tuple(calls),

@@ -85,8 +85,13 @@ class ToolCards:
         self._html: list[str] = []
         self._plain: list[str] = []
         self._handles: dict[str, Any] = {}
+        #: Not live ('final' display mode, terminal IPython): no card until the end, where
+        #: the cell holds only the final outputs (nbval compares every display it sees).
+        self.live = bool(getattr(self.view, "live", True))
 
     def show(self, call: ToolCall, state: str) -> None:
+        if not self.live:
+            return
         bundle = card_bundle(call, state)
         handle = self._handles.get(call.id)
         if handle is None:
