@@ -44,6 +44,7 @@ class ChatPanel:
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self.view: TurnView | None = None  # the last reply's
+        self.tool_view: Any = None  # the last reply's tool cards and buttons (toolpanel)
         self.name = "default"  # the conversation shown and continued here
         self.streaming: str | None = None  # the conversation a reply streams in
         self.stop_wanted = threading.Event()
@@ -135,10 +136,10 @@ class ChatPanel:
             message, receipt = self.magics._panel_context(
                 text, names, error, settings, name, self.model.value, params
             )
-            # ChatMagics.tools: calls that need approval are declined (nobody can be asked
-            # while a worker thread runs: no stdin), and the status line says how to allow them
+            # ChatMagics.tools: each call that needs approval gets Approve / Deny buttons
+            # (nbchat.toolpanel); notes (the round limit) go to the status line
             tools = self.magics._tool_runner(
-                None, self.model.value or settings.model, ask=_nobody, notice=self.say
+                None, self.model.value or settings.model, notice=self.say
             )
         except NbChatError as failed:
             return self.say(f"nbchat: {failed}", error=True)
@@ -163,6 +164,11 @@ class ChatPanel:
             self._stop_if_wanted,
             remote_images=settings.load_remote_images,
         )
+        if tools is not None:
+            from .toolpanel import PanelTools
+
+            self.tool_view = PanelTools(body, self.stop_wanted)
+            tools.ask, tools.cards = self.tool_view.ask, self.tool_view
         args = (message, settings, view, name, self.model.value, params, self.stop_wanted, tools)
         self._worker = threading.Thread(target=self._run, args=args, daemon=True)
         self._worker.start()
@@ -412,8 +418,3 @@ def close_panels() -> None:
     """Close every open panel (when the extension is unloaded)."""
     for panel in list(_panels):
         panel.close()
-
-
-def _nobody(question: str) -> None:
-    """The panel's way to ask before a tool call: nobody can answer (see ChatPanel.submit)."""
-    return None

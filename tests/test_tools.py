@@ -498,7 +498,7 @@ def test_record_resume_and_export_round_trip_a_tool_exchange(ip, server, tmp_pat
     assert [c["result"] for c in first["reply"]["tool_calls"]] == ["1200001.0", "1200002.0"]
 
 
-def test_the_panel_declines_calls_that_need_approval_and_runs_confirm_false_ones(ip, server):
+def _panel_with_tools(ip, server):
     import nbchat
 
     _tools_ip(ip, confirm=True)
@@ -509,16 +509,50 @@ def test_the_panel_declines_calls_that_need_approval_and_runs_confirm_false_ones
     ip.run_line_magic("config", "ChatMagics.tools = ['revenue', 'hello']")
     ip.run_line_magic("config", "ChatMagics.model = 'gpt-4o-mini@tools=call,parallel=2'")
     panel = nbchat.panel(ip)
+    panel.prompt.value = "which region?"
+    panel.send.click()
+    return panel
+
+
+def _wait_for_buttons(panel):
+    from .test_widget import eventually
+
+    eventually(lambda: panel.tool_view is not None and panel.tool_view.pending is not None)
+    return panel.tool_view.pending
+
+
+@pytest.mark.parametrize(("button", "status"), [(0, "ran"), (1, "declined")])
+def test_the_panel_asks_with_approve_and_deny_buttons(ip, server, button, status):
+    from .test_widget import html_in
+
+    panel = _panel_with_tools(ip, server)
     try:
-        panel.prompt.value = "which region?"
-        panel.send.click()
+        _wait_for_buttons(panel)[button].click()
         assert panel.wait(30)
         told = [m["content"] for m in _tool_messages(server)]
-        assert told[0].startswith("declined: nobody could approve") and told[1] == "hello name-2"
-        assert ip.user_ns["calls"] == []
-        assert "ChatMagics.confirm_tools = False" in panel.status.value
+        expected = "1200001.0" if status == "ran" else "declined: the user did not allow this call"
+        assert told == [expected, "hello name-2"]
+        assert (ip.user_ns["calls"] == [("region-1", 1)]) == (status == "ran")
         turn = ip.find_cell_magic("chat").__self__.session.conversation().turns[-1]
-        assert [c.status for c in turn.reply.tool_calls] == ["declined", "ran"]
+        assert [c.status for c in turn.reply.tool_calls] == [status, "ran"]
+        cards = html_in(panel.transcript, "nbchat-keep")
+        assert len(cards) == 2 and "revenue(region=&quot;region-1&quot;" in cards[0]
+        assert panel.tool_view.pending is None
+    finally:
+        panel.close()
+        panel.wait(30)
+
+
+def test_stop_while_the_panel_asks_ends_the_loop(ip, server):
+    panel = _panel_with_tools(ip, server)
+    try:
+        _wait_for_buttons(panel)
+        panel.stop.click()
+        assert panel.wait(30)
+        assert len([r for r in server.requests if r.path.endswith("/chat/completions")]) == 1
+        assert ip.user_ns["calls"] == []
+        assert ip.find_cell_magic("chat").__self__.session.conversation().turns == []
+        assert "stopped" in panel.status.value
     finally:
         panel.close()
         panel.wait(30)
