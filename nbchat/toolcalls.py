@@ -35,8 +35,9 @@ class ToolCallParts:
             if delta.get("id"):
                 call["id"] = str(delta["id"])
             function = delta.get("function") or {}
-            if function.get("name"):
-                call["name"] += str(function["name"])
+            name = function.get("name")
+            if name and call["name"] != name:  # some servers repeat the name in every delta
+                call["name"] += str(name)
             arguments = function.get("arguments")
             if arguments:
                 if not isinstance(arguments, str):

@@ -96,6 +96,7 @@ class ToolCommands(Configurable):
 
         namespace = getattr(self.shell, "user_ns", {})
         found = resolve(names, namespace)
+        key = getattr(self, "api_key", None)
         return ToolRunner(
             found,
             ask=ask if ask is not None else ask_stdin,
@@ -104,4 +105,5 @@ class ToolCommands(Configurable):
             result_tokens=self.tool_result_tokens,
             count=counter(model),
             notice=notice,
+            redact=key.redact if key else str,
         )

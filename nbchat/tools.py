@@ -246,6 +246,11 @@ def describe(func: Any, name: str | None = None) -> Tool:
             f"--tools {label}: {tool_name!r} is not a tool name",
             hint="use letters, digits, '_' and '-' (@nbchat.tool(name=...) sets one)",
         )
+    if inspect.iscoroutinefunction(func):
+        raise OptionError(
+            f"--tools {label}: async functions cannot be tools yet",
+            hint="wrap it: def f(...): return asyncio.run(g(...)), or call it in a thread",
+        )
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError) as exc:
@@ -420,6 +425,7 @@ class ToolRunner:
         count: Callable[[str], int] | None = None,
         cards: Cards | None = None,
         notice: Callable[[str], None] = print,
+        redact: Callable[[str], str] = str,
     ) -> None:
         from .tokens import estimate
 
@@ -431,6 +437,7 @@ class ToolRunner:
         self.count = count or estimate
         self.cards = cards
         self.notice = notice
+        self.redact = redact  # masks the API key in results, as --with does in its parts
         self.unanswered = False  # some call was declined because nobody could be asked
 
     def schemas(self) -> list[dict[str, Any]]:
@@ -452,6 +459,7 @@ class ToolRunner:
 
     def _one(self, call: ToolCall) -> ToolCall:
         def ended(status: str, result: str, seconds: float | None = None) -> ToolCall:
+            result = self.redact(result)
             done = dataclasses.replace(call, status=status, result=result, seconds=seconds)
             self._show(done, status)
             return done

@@ -556,3 +556,31 @@ def test_stop_while_the_panel_asks_ends_the_loop(ip, server):
     finally:
         panel.close()
         panel.wait(30)
+
+
+def test_a_result_holding_the_api_key_is_masked(ip, server):
+    from .conftest import TEST_KEY
+
+    ip.run_cell("import os\ndef secret(x: int) -> str:\n    return 'key: ' + KEY\n")
+    ip.user_ns["KEY"] = TEST_KEY
+    ip.run_line_magic("config", "ChatMagics.confirm_tools = False")
+    ip.run_line_magic("config", "ChatMagics.display_mode = 'live'")
+    result, captured = run(ip, "%%chat -m gpt-4o-mini@tools=call,delay=0.001 -T secret -o r\nq")
+    assert result.error_in_exec is None
+    assert ip.user_ns["r"].tool_calls[0].result == "key: sk-...cdef"
+    assert all(TEST_KEY not in str(r.body) for r in server.requests)
+    assert all(TEST_KEY not in str(o.data) for o in captured.outputs)
+
+
+def test_async_functions_are_refused(ip, server):
+    ip.run_cell("async def later(x: int) -> int:\n    return x\n")
+    result, _ = run(ip, "%%chat -T later\nq")
+    assert "async functions cannot be tools" in str(result.error_in_exec)
+    assert len(server.requests) == 0
+
+
+def test_a_name_repeated_in_every_delta_is_one_name():
+    parts = ToolCallParts()
+    parts.add([{"index": 0, "id": "a", "function": {"name": "f", "arguments": "{"}}])
+    parts.add([{"index": 0, "function": {"name": "f", "arguments": "}"}}])
+    assert [(c.name, c.arguments) for c in parts.calls()] == [("f", "{}")]
