@@ -93,3 +93,19 @@ def test_a_notebook_run_without_stdin_declines_and_says_how(server, tmp_path):
     assert nb.cells[2].outputs[0]["text"] == "[] ['declined', 'declined']\n"
     tool_messages = [m for m in server.requests[-1].body["messages"] if m["role"] == "tool"]
     assert all(m["content"].startswith("declined: nobody could approve") for m in tool_messages)
+
+
+def test_live_cards_leave_one_clean_cell(server, tmp_path):
+    """Streamed live (cards updated in place, the cell redrawn per round), the saved
+    cell holds the cards (one line each), the answer and the footer: nothing else."""
+    setup = SETUP.format(url=server.url).replace("'final'", "'live'")
+    setup += "import nbchat\nrevenue = nbchat.tool(confirm=False)(revenue)\n"
+    cell = "%%chat -m gpt-4o-mini@tools=call,parallel=2,rounds=2,delay=0.002 -T revenue\nq"
+    nb = run_and_save([setup, cell], tmp_path / "live.ipynb", kernel_env())
+    outputs = nb.cells[1].outputs
+    assert [o["output_type"] for o in outputs] == ["display_data"] * 3
+    cards, answer, footer = (o["data"] for o in outputs)
+    assert len(cards["text/plain"].splitlines()) == 4
+    assert cards["text/html"].count("<details") == 4
+    assert answer["text/markdown"].startswith("Tool results (4):")
+    assert "4 tool calls · 2 rounds" in footer["text/plain"]
