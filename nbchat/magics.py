@@ -278,7 +278,6 @@ class ChatMagics(
             return
         models = self._compare_models(args)  # several models: nbchat.multimagics
         if models:
-            self._refuse_tools(args, "a comparison of models")
             if receipt is not None:
                 print(receipt.line())
             return self._compare(request, models, args, settings)

@@ -46,6 +46,8 @@ class ToolCommands(Configurable):
     if TYPE_CHECKING:
         shell: Any
 
+        def _compare_models(self, args: Any) -> list[str]: ...
+
     @validate("max_tool_rounds")
     def _check_max_tool_rounds(self, proposal: Any) -> int:
         value = int(proposal["value"])
@@ -91,6 +93,9 @@ class ToolCommands(Configurable):
         names = self._tool_names(args)
         if not names:
             return None
+        if args is not None and self._compare_models(args):
+            self._refuse_tools(args, "a comparison of models")
+            return None  # ChatMagics.tools: not offered in a comparison
         from .tokens import counter
         from .tools import ToolRunner, ask_stdin, resolve
 
