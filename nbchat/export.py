@@ -126,12 +126,9 @@ def _calls_markdown(reply: Reply) -> list[str]:
     """Each tool call and its result, as text (escaped like the reply), then a blank line."""
     if not reply.tool_rounds:
         return []
-    from .tools import call_line
+    from .tools import call_summary
 
-    lines = []
-    for call in reply.tool_calls:
-        outcome = " ".join(f"{call.status or 'not run'}: {call.result or ''}".split())[:2000]
-        lines.append(safe_markdown(f"- tool call {call_line(call, 400)} → {outcome}").rstrip())
+    lines = [safe_markdown(f"- {call_summary(call)}").rstrip() for call in reply.tool_calls]
     return [*lines, ""]
 
 

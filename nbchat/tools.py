@@ -37,6 +37,7 @@ __all__ = [
     "ToolSet",
     "ask_stdin",
     "call_line",
+    "call_summary",
     "describe",
     "resolve",
     "result_text",
@@ -349,6 +350,13 @@ def call_line(call: ToolCall, width: int = 120) -> str:
         )
     line = f"{call.name}({inner})".replace("\n", " ")
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def call_summary(call: ToolCall, width: int = 2000) -> str:
+    """One line for transcripts: `tool call f(x=1) → ran: 2` (history, export)."""
+    outcome = " ".join(f"{call.status or 'not run'}: {call.result or ''}".split())
+    outcome = outcome if len(outcome) <= width else outcome[: width - 1] + "…"
+    return f"tool call {call_line(call, 400)} → {outcome}"
 
 
 def result_text(value: Any, budget: int, count: Callable[[str], int]) -> str:

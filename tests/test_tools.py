@@ -584,3 +584,15 @@ def test_a_name_repeated_in_every_delta_is_one_name():
     parts.add([{"index": 0, "id": "a", "function": {"name": "f", "arguments": "{"}}])
     parts.add([{"index": 0, "function": {"name": "f", "arguments": "}"}}])
     assert [(c.name, c.arguments) for c in parts.calls()] == [("f", "{}")]
+
+
+def test_history_lists_the_calls_of_a_turn(ip, server):
+    _tools_ip(ip)
+    ip.run_cell(f"def echo(text: str) -> str:\n    return {HOSTILE!r}\n")
+    run(ip, "%%chat -m gpt-4o-mini@tools=call,parallel=2 -T revenue,echo\nq")
+    _, captured = run(ip, "%chat history")
+    (shown,) = captured.outputs
+    plain, markdown = shown.data["text/plain"], shown.data["text/markdown"]
+    assert '- tool call revenue(region="region-1", year=1) → ran: 1200001.0' in plain
+    assert f'- tool call echo(text="text-2") → ran: {HOSTILE}' in plain
+    assert "<img" not in markdown and "tool call echo" in markdown
