@@ -286,3 +286,20 @@ def test_every_surface_publishes_safe_markdown(ip, tmp_path) -> None:
     assert "onerror" in exported  # the words are there ...
     for name, render in RENDERERS.items():  # ... but a Markdown viewer runs nothing
         assert not _problems(render(exported)), name
+
+
+def test_the_demos_html_copy_is_inert() -> None:
+    """nbconvert (the demo's HTML copy, `jupyter nbconvert --to html`) renders the saved
+    Markdown with its own mistune renderer: nothing of the corpus comes out live."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    reply = "\n\n".join(CORPUS)
+    output = nbformat.v4.new_output("display_data", data=markdown_bundle(reply))
+    cell = nbformat.v4.new_code_cell("%%chat\nsummarise this page", outputs=[output])
+    page, _ = HTMLExporter().from_notebook_node(nbformat.v4.new_notebook(cells=[cell]))
+    shown = BeautifulSoup(page, "html.parser").select('[data-mime-type="text/markdown"]')
+    assert len(shown) == 1
+    inner = shown[0].decode_contents()
+    assert not _problems(inner), _problems(inner)
+    assert "onerror" in _visible(inner) and "attacker.example" in _visible(inner)
