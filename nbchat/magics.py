@@ -268,9 +268,8 @@ class ChatMagics(
             return
         models = self._compare_models(args)  # several models: nbchat.multimagics
         if models:
-            if receipt is not None:
-                print(receipt.line())
-            return self._compare(request, models, args, settings)
+            header = receipt.bundle() if receipt is not None else None
+            return self._compare(request, models, args, settings, header)
         if receipt is not None:
             view: Any = receipt.view(
                 interval=settings.update_interval,
