@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import html
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import mistune
 import pytest
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from nbchat.render import LiveMarkdown, markdown_bundle
@@ -119,10 +122,16 @@ RENDERERS = {
 }
 
 
+def _soup(page: str) -> BeautifulSoup:
+    with warnings.catch_warnings():  # a page that is just a URL is still a page here
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        return BeautifulSoup(page, "html.parser")
+
+
 def _problems(page: str) -> list[str]:
     """Every executable or fetching construct in an HTML page, as a readable list."""
     found = []
-    for tag in BeautifulSoup(page, "html.parser").find_all(True):
+    for tag in _soup(page).find_all(True):
         if tag.name not in SAFE_ELEMENTS:
             found.append(f"<{tag.name}> element")
         for name, value in tag.attrs.items():
@@ -143,7 +152,7 @@ def _words(text: str) -> set[str]:
 
 
 def _visible(page: str) -> str:
-    return BeautifulSoup(page, "html.parser").get_text(" ").lower()
+    return _soup(page).get_text(" ").lower()
 
 
 def _check(payload: str, outputs: Iterable[dict[str, Any]], *, whole: bool) -> None:
@@ -303,3 +312,24 @@ def test_the_demos_html_copy_is_inert() -> None:
     inner = shown[0].decode_contents()
     assert not _problems(inner), _problems(inner)
     assert "onerror" in _visible(inner) and "attacker.example" in _visible(inner)
+
+
+# Pieces a fuzzer strings together: Markdown and HTML syntax an attacker can combine.
+_PIECES = [
+    "<", ">", "<img src=x onerror=window.pwned=1>", "<b>", "</b>", "<details>", "<svg onload=1>",
+    "`", "``", "```", "~~~", "\n", "\n\n", "    ", "  ", "> ", "- ", "1. ", "* ",
+    "[", "]", "(", ")", "](", "]: ", "![", "!", "javascript:", "data:text/html,x",
+    "https://attacker.example/i.png", "$", "$$", "\\(", "\\)", "\\", "&colon;", "&#106;",
+    "&lt;", "<!--", "-->", "<![CDATA[", "|", "---", "# ", "word", " ", "\"", "'", "=",
+    "<a href=javascript:x>", "</a>", "<https://ok.example>", "<javascript:x>", "<script>",
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+def test_no_mix_of_markdown_and_html_pieces_gets_through(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    for name, render in RENDERERS.items():
+        page = render(safe_markdown(text))
+        assert not _problems(page), (name, text, page)
+    assert not _problems(safe_html(text))
