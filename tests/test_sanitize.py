@@ -266,8 +266,8 @@ def test_link_targets_are_read_as_a_browser_reads_them(url: str, ok: bool) -> No
 
 
 def test_every_surface_publishes_safe_markdown(ip, tmp_path) -> None:
-    """A hostile reply through a cell, --no-stream, a comparison, %chat history, %chat log,
-    the saved-notebook output and %chat export: every Markdown output is inert."""
+    """A hostile reply through a cell, --no-stream, the JSON view, a comparison, %chat history,
+    %chat log, the saved-notebook output and %chat export: every Markdown output is inert."""
     from IPython.utils.capture import capture_output
 
     payload = (
@@ -277,6 +277,7 @@ def test_every_surface_publishes_safe_markdown(ip, tmp_path) -> None:
     cells = [
         f"%%chat -m gpt-4o-mini@reply=verbatim\n{payload}",
         f"%%chat --no-stream -m gpt-4o-mini@reply=verbatim\n{payload}",
+        f"%%chat --json -m gpt-4o-mini@reply=json -c json\n{payload}",
         f"%%chat -m gpt-4o-mini@reply=verbatim,gpt-4o@reply=verbatim\n{payload}",
         "%chat history",
         "%chat log",
@@ -290,6 +291,7 @@ def test_every_surface_publishes_safe_markdown(ip, tmp_path) -> None:
         outputs += [o.data for o in captured.outputs]
     assert sum("text/markdown" in d for d in outputs) >= 5
     assert any("<table>" in d.get("text/markdown", "") for d in outputs)  # the comparison
+    assert any("application/json" in d for d in outputs)  # the JSON view
     _check(payload, [d for d in outputs if "text/markdown" in d], whole=False)
     exported = (tmp_path / "chat.md").read_text()
     assert "onerror" in exported  # the words are there ...
