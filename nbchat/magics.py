@@ -39,8 +39,6 @@ LINE_HELP = """\
 %chat history [NAME]           show a conversation so far
 %chat panel                    a chat panel on the same conversation (widgets)
 %%chat -m A,B                  compare models side by side; %chat pick N keeps reply N
-%%chat -n 3                    three choices of one request side by side; %chat pick N
-%%chat --logprobs              each token shaded by its probability, alternatives on hover
 %chat map ITEMS TEMPLATE       one request per item, concurrently (nbchat.map)
 %%chat --with df,x             attach variables (summaries), --error the last error, --cells N
 %chat fix                      explain the last error; the corrected cell goes in a new cell
