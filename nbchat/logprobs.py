@@ -123,30 +123,45 @@ def _percent(p: float) -> str:
     return f"{p * 100:.1f} %" if p >= 0.001 else "<0.1 %"
 
 
+def _shown(token: str) -> str:
+    """A token as a tooltip shows it: line breaks and tabs visible, no quotes."""
+    return token.replace("\n", "↵").replace("\t", "⇥") or "∅"
+
+
 def _title(token: TokenLogprob) -> str:
-    lines = [f"{token.token!r}  p {token.p:.3f}"]
-    lines += [f"{a!r}  {_percent(math.exp(lp))}" for a, lp in token.alternatives]
-    return "\n".join(lines)
+    """`p 0.80 · also: some 10.0 %, a 5.0 %` (the chosen token is not repeated)."""
+    others = [(a, lp) for a, lp in token.alternatives if a != token.token]
+    title = f"p {token.p:.2f}"
+    if others:
+        title += " · also: " + ", ".join(
+            f"{_shown(a)} {_percent(math.exp(lp))}" for a, lp in others
+        )
+    return title
 
 
 def shade(p: float) -> str:
     """The background of a token of probability `p`: clear when sure, orange-red when not."""
     alpha = round(0.65 * (1 - min(max(p, 0.0), 1.0)), 2)
-    return f"rgba(255,99,71,{alpha})"
+    return f"rgba(255,99,71,{alpha:g})"
+
+
+def _span(token: TokenLogprob) -> str:
+    background = shade(token.p)
+    style = "" if background.endswith(",0)") else f' style="background:{background}"'
+    title = html.escape(_title(token), quote=True)
+    return f'<span{style} title="{title}">{html.escape(token.token, quote=False)}</span>'
 
 
 def logprobs_html(logprobs: Logprobs) -> str:
-    """The tokens, shaded by probability, each with its alternatives on hover; a summary line."""
-    spans = [
-        f'<span style="background:{shade(t.p)}" title="{html.escape(_title(t), quote=True)}">'
-        f"{html.escape(t.token)}</span>"
-        for t in logprobs
-    ]
+    """The tokens, shaded by probability, each with its alternatives on hover; a summary line.
+
+    About 130 bytes per token with five alternatives (tooltip included), sent once, at the end.
+    """
     summary = html.escape(logprobs.summary())
     return (
         '<div class="nbchat-logprobs">'
         '<div style="white-space:pre-wrap;font-family:var(--jp-code-font-family,monospace);'
-        f'font-size:0.9em;line-height:1.6">{"".join(spans)}</div>'
+        f'font-size:0.9em;line-height:1.6">{"".join(_span(t) for t in logprobs)}</div>'
         f'<div style="font-size:0.85em;opacity:0.7">{summary} · hover a token for the '
         "alternatives; the redder, the less sure</div></div>"
     )

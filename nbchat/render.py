@@ -96,6 +96,7 @@ class LiveMarkdown:
         self.updates = 0
         self._thinking: ThinkingLive | None = None  # the thinking while it streams
         self._thought: list[str] = []
+        self._think_pending: list[str] = []
         self._think_start = 0.0
         self._reply: Reply | None = None  # see details()
 
@@ -114,8 +115,14 @@ class LiveMarkdown:
         if self._thinking is None:
             self._thinking = ThinkingLive(self._show_thinking)
             self._think_start = perf_counter()
+            self._next = 0.0
         self._thought.append(delta)
-        self._thinking.push(delta)
+        self._think_pending.append(delta)
+        now = perf_counter()
+        if now >= self._next:  # at most once per interval, as the answer is
+            self._thinking.push("".join(self._think_pending))
+            self._think_pending.clear()
+            self._next = now + self.interval
 
     def _show_thinking(self, data: dict[str, str], open_: bool) -> None:
         self._show(data, keep=open_)
@@ -132,6 +139,7 @@ class LiveMarkdown:
             self._display(self.header, raw=True)
         self._display(thinking_bundle("".join(self._thought), seconds), raw=True)
         self._thought.clear()
+        self._think_pending.clear()
         self._thinking = None
         self._handle = None
         self._outputs = 1

@@ -214,14 +214,16 @@ def test_logprobs_shading_and_alternatives_match_the_server(ip, server):
     answer, view, footer = data[0], data[1], data[2]
     assert answer["text/markdown"].startswith("## Echo")  # the Markdown answer, as always
     spans = re.findall(
-        r'<span style="background:([^"]+)" title="([^"]*)">([^<]*)</span>', view["text/html"]
+        r'<span(?: style="background:([^"]+)")? title="([^"]*)">([^<]*)</span>', view["text/html"]
     )
     assert len(spans) == len(logprobs)
     for (background, title, text), token in zip(spans, logprobs, strict=True):
-        assert background == shade(token.p)
+        assert (background or "rgba(255,99,71,0)") == shade(token.p)
+        assert html.unescape(title).startswith(f"p {token.p:.2f}")
         assert html.unescape(text) == token.token
         for alt, lp in token.alternatives[1:]:
-            assert f"{alt!r}  {math.exp(lp) * 100:.1f} %" in html.unescape(title)
+            shown = alt.replace("\n", "↵")
+            assert f"{shown} {math.exp(lp) * 100:.1f} %" in html.unescape(title)
     mean = sum(t.p for t in logprobs) / len(logprobs)
     below = sum(t.p < 0.5 for t in logprobs)
     assert f"mean p {mean:.2f} · {below} tokens below 50 %" in view["text/html"]
@@ -237,8 +239,9 @@ def test_a_hostile_token_shows_as_text(ip, server):
     assert [t.token for t in ip.user_ns["r"].logprobs] == [token]
     view = outputs(captured)[1]["text/html"]
     assert "<img" not in view
-    assert f">{html.escape(token)}</span>" in view
-    assert f'title="{html.escape(repr(token), quote=True)}' in view
+    assert f">{html.escape(token, quote=False)}</span>" in view
+    spans = re.findall(r'<span[^>]*title="([^"]*)"', view)
+    assert len(spans) == 1 and "<" not in spans[0]
 
 
 def test_logprobs_to_pandas(ip, server):
@@ -258,10 +261,16 @@ def test_logprobs_stream_stays_linear_in_bytes(ip, server):
         ip.run_cell("%%chat --logprobs -o r -m gpt-4o-mini@reply=paragraph,chunks=2000\nx")
     finally:
         ip.display_pub = saved
-    text = ip.user_ns["r"].text
-    live = [m for m in recorder.messages if m["kind"] != "clear_output"]
+    reply = ip.user_ns["r"]
+    first_clear = next(i for i, m in enumerate(recorder.messages) if m["kind"] == "clear_output")
+    live = recorder.messages[:first_clear]
     sent = sum(len(v) for m in live for v in m["data"].values())
-    assert sent < 40 * len(text)  # quadratic would be ~1,000 x for this 12 KB reply
+    assert sent < 12 * len(reply.text)  # plain Markdown while streaming, as any reply
+    shaded = next(
+        m for m in recorder.messages if "nbchat-logprobs" in m.get("data", {}).get("text/html", "")
+    )
+    per_token = len(shaded["data"]["text/html"]) / len(reply.logprobs)
+    assert per_token < 160  # shaded once, at the end: ~134 bytes a token with 5 alternatives
 
 
 def test_bad_logprobs_value_sends_nothing(ip, server):
@@ -338,3 +347,22 @@ def test_a_version_2_record_gains_the_reasoning_columns(tmp_path):
     record.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_long_thinking_streams_linear_in_bytes(ip, server):
+    """Thinking goes out line by line (finished lines once), at most once per interval."""
+    saved = ip.display_pub
+    ip.display_pub = recorder = Recorder()
+    ip.run_line_magic("config", "ChatMagics.display_mode = 'live'")
+    ip.run_line_magic("config", "ChatMagics.update_interval = 0.01")
+    words = " ".join(f"word{i}" for i in range(3000))  # the mock's thought quotes it: ~26 KB
+    try:
+        ip.run_cell(f"%%chat -o r -m gpt-4o-mini@reasoning=content\n{words}")
+    finally:
+        ip.display_pub = saved
+    thinking = ip.user_ns["r"].reasoning
+    first_clear = next(i for i, m in enumerate(recorder.messages) if m["kind"] == "clear_output")
+    live = recorder.messages[:first_clear]
+    sent = sum(len(m["data"].get("text/plain", "")) for m in live)
+    assert "".join(m["data"]["text/plain"] for m in live if m["id"] is None)  # lines went out
+    assert sent < 12 * len(thinking)  # one resend of the open line per delta: ~170 x
