@@ -366,3 +366,11 @@ def test_long_thinking_streams_linear_in_bytes(ip, server):
     sent = sum(len(m["data"].get("text/plain", "")) for m in live)
     assert "".join(m["data"]["text/plain"] for m in live if m["id"] is None)  # lines went out
     assert sent < 12 * len(thinking)  # one resend of the open line per delta: ~170 x
+
+
+def test_json_replies_show_thinking_too(ip, server):
+    _, captured = run(ip, "%%chat --json -o r -m gpt-4o-mini@reply=json,reasoning=field\nhi")
+    data = outputs(captured)
+    assert data[0]["text/html"].startswith('<details class="nbchat-thinking">')
+    assert "application/json" in data[1]
+    assert ip.user_ns["r"].parsed["echo"] == "hi"
