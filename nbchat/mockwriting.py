@@ -11,7 +11,8 @@ Deterministic, so tests can compute what they expect:
   its alternatives share what is left, halving each time.
 - `n: K`: K choices. Choice 0 is the usual reply; choice k > 0 swaps some words,
   more of them the higher the `temperature` (none at 0, every 6th word at 1,
-  every 3rd at 2).
+  every 3rd at 2), and above temperature 0 ends k tokens earlier, on its own
+  (`finish_reason` "stop" even when choice 0 was cut by a token limit).
 - `prediction`: reply words found in the prediction count as accepted
   prediction tokens, the prediction's other words as rejected ones.
 
@@ -62,6 +63,7 @@ def token_p(i: int, k: int, sure: float) -> float:
 def _vary(pieces: list[str], k: int, temperature: float) -> list[str]:
     if k == 0 or temperature <= 0:
         return list(pieces)
+    pieces = pieces[: max(len(pieces) - k, 1)]
     every = max(1, round(6 / temperature))
     out, word = [], 0
     for piece in pieces:
@@ -174,8 +176,12 @@ class Writing:
                     out.append([_choice(k, delta, logprobs=self._logprobs(i, k, pieces[i]))])
         return out
 
+    def _finish(self, k: int, finish: str) -> str:
+        """Choice k > 0 that ended early (see `_vary`) stopped on its own."""
+        return "stop" if k and len(self.choices[k]) < len(self.choices[0]) else finish
+
     def ends(self, finish: str) -> list[list[dict[str, Any]]]:
-        return [[_choice(k, {}, finish)] for k in range(len(self.choices))]
+        return [[_choice(k, {}, self._finish(k, finish))] for k in range(len(self.choices))]
 
     def messages(self, finish: str) -> list[dict[str, Any]]:
         """The `choices` of a whole (not streamed) completion."""
@@ -194,7 +200,12 @@ class Writing:
                 items = [self._logprobs(i, k, p) for i, p in enumerate(pieces)]
                 logprobs = {"content": [x["content"][0] for x in items if x], "refusal": None}
             out.append(
-                {"index": k, "logprobs": logprobs, "finish_reason": finish, "message": message}
+                {
+                    "index": k,
+                    "logprobs": logprobs,
+                    "finish_reason": self._finish(k, finish),
+                    "message": message,
+                }
             )
         return out
 

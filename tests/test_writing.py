@@ -374,3 +374,20 @@ def test_json_replies_show_thinking_too(ip, server):
     assert data[0]["text/html"].startswith('<details class="nbchat-thinking">')
     assert "application/json" in data[1]
     assert ip.user_ns["r"].parsed["echo"] == "hi"
+
+
+def test_each_choice_has_its_own_finish_reason(ip, server):
+    _, captured = run(ip, "%%chat -n 3 -t 1 --max-tokens 10 -o c\nthe cat sat on the mat")
+    choices = ip.user_ns["c"]
+    assert [r.reply.finish_reason for r in choices] == ["length", "stop", "stop"]
+    assert [len(re.findall(r"\S+\s*|\s+", r.text)) for r in choices] == [10, 9, 8]
+    table = outputs(captured)[0]["text/markdown"]
+    assert table.count("finish: length") == 1 and table.count("finish: stop") == 2
+    footer = outputs(captured)[-1]["text/plain"]
+    assert "finish:" not in footer  # the request's footer: usage, not one choice's ending
+    assert f"{choices[0].reply.usage.completion_tokens} completion" in footer
+
+
+def test_n_refuses_no_stream(ip, server):
+    result, _ = run(ip, "%%chat -n 2 --no-stream\nhi")
+    assert isinstance(result.error_in_exec, OptionError) and chat_bodies(server) == []
