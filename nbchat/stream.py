@@ -178,6 +178,7 @@ class ChatStream:
                 raise self._failure(broken)
             self.usage = self.finish_reason = self.fingerprint = None
             self._received = False
+            self._splitter, self._logprobs = ThinkSplitter(), []  # white space held back
         self._reply = self.build_reply(self.finish_reason)
 
     def _broken(self, kind: str, detail: str) -> _Broken:

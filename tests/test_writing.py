@@ -391,3 +391,19 @@ def test_each_choice_has_its_own_finish_reason(ip, server):
 def test_n_refuses_no_stream(ip, server):
     result, _ = run(ip, "%%chat -n 2 --no-stream\nhi")
     assert isinstance(result.error_in_exec, OptionError) and chat_bodies(server) == []
+
+
+def test_export_keeps_the_thinking_escaped(ip, server, tmp_path):
+    import json
+
+    run(ip, f"%%chat -o r -m gpt-4o-mini@reasoning=content\n{HOSTILE}")
+    reply = ip.user_ns["r"]
+    run(ip, f"%chat export {tmp_path / 'chat.md'}")
+    run(ip, f"%chat export {tmp_path / 'chat.json'}")
+    text = (tmp_path / "chat.md").read_text()
+    details = text[text.index('<details class="nbchat-thinking">') : text.index("</details>")]
+    assert "<img" not in details and "You said" not in details
+    assert text.index(html.escape(f"The user wrote: {HOSTILE}")) < text.index("## Echo")
+    (exchange,) = json.loads((tmp_path / "chat.json").read_text())["exchanges"]
+    assert exchange["reply"]["reasoning"] == reply.reasoning
+    assert "The user wrote" not in str(exchange["request"])
