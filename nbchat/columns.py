@@ -48,6 +48,8 @@ def close_fences(text: str) -> str:
 def _footer(result: CompareResult) -> str:
     if result.error is not None:
         return f"error: {result.error.message}"
+    if result.note is not None:
+        return result.note
     return footer_text(result.reply) if result.reply is not None else ""
 
 

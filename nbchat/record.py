@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "Record", "Totals", "default_history_path", "user_data_dir"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another kernel's transaction
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -69,7 +69,10 @@ CREATE TABLE IF NOT EXISTS exchanges (
     system_fingerprint TEXT,
     cost REAL,
     error TEXT,
-    estimated_tokens INTEGER
+    estimated_tokens INTEGER,
+    reasoning TEXT,
+    reasoning_time REAL,
+    answer_ttft REAL
 );
 CREATE INDEX IF NOT EXISTS exchanges_by_notebook ON exchanges (notebook, conversation, id);
 CREATE INDEX IF NOT EXISTS exchanges_by_session ON exchanges (session);
@@ -99,8 +102,16 @@ def _add_estimated_tokens(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE exchanges ADD COLUMN estimated_tokens INTEGER")
 
 
+def _add_reasoning(db: sqlite3.Connection) -> None:
+    """Version 3: what a reasoning model thought before its answer (nbchat.reasoning), for how
+    long, and when the answer's first token came."""
+    db.execute("ALTER TABLE exchanges ADD COLUMN reasoning TEXT")
+    db.execute("ALTER TABLE exchanges ADD COLUMN reasoning_time REAL")
+    db.execute("ALTER TABLE exchanges ADD COLUMN answer_ttft REAL")
+
+
 #: MIGRATIONS[v - 2] brings a record of schema version v - 1 to version v.
-MIGRATIONS = [_add_estimated_tokens]
+MIGRATIONS = [_add_estimated_tokens, _add_reasoning]
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -168,6 +179,9 @@ class Exchange:
     cost: float | None
     error: str | None
     estimated_tokens: int | None = None
+    reasoning: str | None = None
+    reasoning_time: float | None = None
+    answer_ttft: float | None = None
 
     @property
     def context_ids(self) -> list[int]:
@@ -200,6 +214,9 @@ class Exchange:
             cost=self.cost,
             request=json.loads(self.request),
             estimated_tokens=self.estimated_tokens if usage is None else None,
+            reasoning=self.reasoning,
+            reasoning_time=self.reasoning_time,
+            answer_ttft=self.answer_ttft,
         )
 
 

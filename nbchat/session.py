@@ -298,9 +298,11 @@ class ChatSession:
                         "interrupted before any text arrived", partial=empty
                     ) from None
                 raise
+            _details(view, reply)
             view.finish(reply.text, reply if footer else None)
         else:
             chat = client.stream(payload, on_retry=on_retry)
+            chat.on_delta = _thinking_to(view)
             running = self._running[conv.name]
             running.chat = chat
             stop = running.stop
@@ -317,6 +319,7 @@ class ChatSession:
                 if isinstance(stopped, KeyboardInterrupt) or stop.is_set():
                     chat.close()
                     partial = priced(chat.build_reply("interrupted"))
+                    _details(view, partial)
                     view.finish(partial.text, partial if footer and partial.text else None)
                     self.last_reply = partial
                     if partial.text:
@@ -324,6 +327,7 @@ class ChatSession:
                     raise self._interrupted(chat, partial) from None
                 if isinstance(stopped, StreamError):
                     stopped.partial = kept = priced(stopped.partial)
+                    _details(view, kept)
                     view.finish(kept.text, kept if footer and kept.text else None)
                     self.last_reply = kept
                 else:
@@ -332,6 +336,7 @@ class ChatSession:
             finally:
                 running.chat = None
             reply = priced(chat.reply)
+            _details(view, reply)
             view.finish(reply.text, reply if footer else None)
         self.last_reply = reply
         conv.add(user, reply, cell_id)
@@ -339,6 +344,12 @@ class ChatSession:
 
     @staticmethod
     def _interrupted(chat: ChatStream, partial: Reply) -> Interrupted:
+        if not partial.text and partial.reasoning:
+            return Interrupted(
+                f"interrupted while thinking ({len(partial.reasoning):,} characters of thinking)",
+                partial=partial,
+                hint="the thinking is shown (and kept by -o and the record); no answer was added",
+            )
         if not partial.text:
             return Interrupted("interrupted before any text arrived", partial=partial)
         n = chat.tokens
@@ -347,3 +358,23 @@ class ChatSession:
             partial=partial,
             hint="the partial reply was kept in the conversation (finish_reason='interrupted')",
         )
+
+
+def _details(view: View, reply: Reply) -> None:
+    """Give a view that shows them the reply's thinking and token probabilities."""
+    details = getattr(view, "details", None)
+    if details is not None:
+        details(reply)
+
+
+def _thinking_to(view: View) -> Callable[[str, int, str], None] | None:
+    """The stream's `on_delta` for a view that shows thinking as it streams."""
+    think = getattr(view, "think", None)
+    if think is None:
+        return None
+
+    def on_delta(kind: str, index: int, text: str) -> None:
+        if kind == "reasoning" and index == 0:
+            think(text)
+
+    return on_delta
