@@ -53,6 +53,7 @@ c = get_config()  # noqa: F821  (IPython provides get_config in config files)
 # c.ChatMagics.stop = ["###"]
 # c.ChatMagics.store = False
 # c.ChatMagics.user = "analyst-7"
+# c.ChatMagics.reasoning_effort = "low"  # reasoning models: none, minimal, low ... max (--effort)
 # c.ChatMagics.stream = True         # False: one request per cell, shown when complete
 # c.ChatMagics.params = {"service_tier": "auto"}  # any other fields (not messages/model/stream)
 

@@ -48,6 +48,8 @@ def close_fences(text: str) -> str:
 def _footer(result: CompareResult) -> str:
     if result.error is not None:
         return f"error: {result.error.message}"
+    if result.note is not None:
+        return result.note
     return footer_text(result.reply) if result.reply is not None else ""
 
 
@@ -136,9 +138,11 @@ class ColumnsView:
         footers: bool = True,
         buttons: bool = True,
         remote_images: bool = False,
+        header: dict[str, str] | None = None,
     ) -> None:
         self.live = live
         self.remote_images = remote_images
+        self.header = header  # e.g. a context receipt: shown first, kept above the replies
         self.interval = interval
         self.footers = footers
         self.buttons = buttons and live
@@ -147,6 +151,10 @@ class ColumnsView:
         self.pick_row: Any = None
 
     def start(self, models: list[str]) -> None:
+        if self.header is not None and "IPython" in sys.modules:
+            from IPython.display import display
+
+            display(self.header, raw=True)
         if not self.live:
             return
         import ipywidgets as widgets
@@ -199,6 +207,8 @@ class ColumnsView:
 
         if self.live:
             clear_output(wait=True)
+            if self.header is not None:
+                display(self.header, raw=True)
         markdown = markdown_table(
             comparison, footers=self.footers, remote_images=self.remote_images
         )

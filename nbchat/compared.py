@@ -28,6 +28,9 @@ class CompareResult:
     model: str
     reply: Reply | None
     error: NbChatError | None = None
+    #: The column's footer instead of the reply's usage line (a choice of `-n K`: its
+    #: finish reason; the request's usage is shown once, below the columns).
+    note: str | None = None
 
     @property
     def text(self) -> str:

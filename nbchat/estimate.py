@@ -11,30 +11,20 @@ figure is labelled as an estimate wherever it is shown.
 
 from __future__ import annotations
 
-from typing import Any
-
-__all__ = ["count_tokens", "estimate_completion_tokens"]
-
-_encoding: Any = None  # the tiktoken encoding; False once tiktoken proved unusable
-
-
-def count_tokens(text: str) -> int | None:
-    """`text`'s length in tiktoken's o200k_base tokens, or None without tiktoken."""
-    global _encoding
-    if _encoding is None:
-        try:
-            import tiktoken
-
-            _encoding = tiktoken.get_encoding("o200k_base")
-        except Exception:  # not installed, or its encoding file cannot be had
-            _encoding = False
-    if _encoding is False:
-        return None
-    return len(_encoding.encode(text, disallowed_special=()))
+__all__ = ["estimate_completion_tokens"]
 
 
 def estimate_completion_tokens(text: str, deltas: int | None) -> int | None:
-    """Content deltas of a streamed reply, else tiktoken's count of `text` (or None)."""
+    """Content deltas of a streamed reply, else tiktoken's count of `text` (or None).
+
+    tiktoken is reached through `tokens.counter`, the one loader (in a thread, waited
+    for at most a few seconds, so an offline machine cannot hang a cell).
+    """
     if deltas:
         return deltas
-    return count_tokens(text) if text else None
+    if not text:
+        return None
+    from .tokens import counter
+
+    count = counter("gpt-4o")  # o200k_base, the newest OpenAI encoding
+    return count(text) if count.exact else None

@@ -48,7 +48,11 @@ def reply_data(reply: Reply) -> dict[str, Any]:
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+            "completion_tokens_details": {
+                "reasoning_tokens": usage.reasoning_tokens,
+                "accepted_prediction_tokens": usage.accepted_prediction_tokens,
+                "rejected_prediction_tokens": usage.rejected_prediction_tokens,
+            },
         },
         "tool_calls": [
             {
@@ -61,6 +65,7 @@ def reply_data(reply: Reply) -> dict[str, Any]:
             for c in reply.tool_calls
         ],
         "tool_rounds": reply.tool_rounds,
+        "reasoning": reply.reasoning,
         "ttft_seconds": reply.ttft,
         "latency_seconds": reply.latency,
         "estimated_cost_usd": reply.cost,
@@ -86,6 +91,15 @@ def to_json(conv: Conversation, *, notebook: str, base_url: str, system: str | N
         ],
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _thinking(reply: Reply) -> list[str]:
+    """The reply's thinking, escaped, in a collapsed <details> (none: nothing)."""
+    if not reply.reasoning:
+        return []
+    from .reasoning import thinking_html
+
+    return [thinking_html(reply.reasoning, reply.reasoning_time), ""]
 
 
 def to_markdown(conv: Conversation, *, notebook: str, system: str | None) -> str:
@@ -114,6 +128,7 @@ def to_markdown(conv: Conversation, *, notebook: str, system: str | None) -> str
             "### Assistant",
             "",
             *_calls_markdown(turn.reply),
+            *_thinking(turn.reply),
             safe_markdown(turn.reply.text),
             "",
             f"<sub>{safe_markdown(footer_text(turn.reply))}</sub>",

@@ -167,6 +167,21 @@ class ChatMagics(
     @argument("--user", metavar="ID", help="end-user identifier")
     @switch("--stream", True, help="stream the reply (the default)")
     @switch("--no-stream", False, help="one request; the reply is shown when complete")
+    @argument(
+        "--effort",
+        dest="reasoning_effort",
+        metavar="LEVEL",
+        help="reasoning effort: none, minimal, low, medium, high, xhigh, max",
+    )
+    @argument(
+        "--logprobs",
+        nargs="?",
+        const="5",
+        metavar="K",
+        help="show each token's probability and its K likeliest alternatives (default 5)",
+    )
+    @argument("-n", dest="n", metavar="K", help="K choices side by side; %%chat pick N keeps one")
+    @argument("--predict", metavar="NAME", help="a string variable sent as the predicted output")
     @argument("--params", metavar="JSON", help="extra request fields: a JSON object or a dict name")
     @argument("--json", action="store_true", help="ask for a JSON object; show it as JSON")
     @argument("--schema", metavar="NAME", help="JSON Schema dict or pydantic model class to fill")
@@ -257,6 +272,7 @@ class ChatMagics(
         return "%%chat? lists every flag"
 
     def _send(self, prompt: str, args: Any) -> None:
+        from .choices import writing_request
         from .render import LiveMarkdown
         from .request import cell_request, preview
 
@@ -264,6 +280,7 @@ class ChatMagics(
         if not prompt.strip():
             raise OptionError("the message is empty", hint="write your message in the cell body")
         request = cell_request(args, prompt, self._user_ns, self.request_defaults(), self.stream)
+        request = writing_request(args, request, self._user_ns)  # nbchat.choices
         session = self.session
         settings = self.settings()
         request, receipt = self._attach(args, request, settings)  # nbchat.contextmagics
@@ -277,10 +294,15 @@ class ChatMagics(
                 self._user_ns[args.out] = body
             return
         models = self._compare_models(args)  # several models: nbchat.multimagics
+        if request.params.get("n", 1) > 1:
+            if models:
+                raise OptionError("-n K takes one model", hint="compare models without -n")
+            from .choices import choices_cell
+
+            return choices_cell(self, request, args, settings, receipt)
         if models:
-            if receipt is not None:
-                print(receipt.line())
-            return self._compare(request, models, args, settings)
+            header = receipt.bundle() if receipt is not None else None
+            return self._compare(request, models, args, settings, header)
         if receipt is not None:
             view: Any = receipt.view(
                 interval=settings.update_interval,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from . import mockbatch
+from . import mockbatch, mockwriting
 from .mockfaults import FailureCounter, error_body, wait_until_gone
 
 __all__ = [
@@ -120,6 +120,9 @@ class Options:
     rounds: int = 1  # rounds of calls before the answer
     tool_name: str | None = None  # call this name instead (an unknown tool)
     tool_args: str = "schema"  # schema | invalid (not JSON) | wrong (JSON that does not fit)
+    # How models write (see mockwriting): thinking before the answer, and token certainty.
+    reasoning: str | None = None  # content (reasoning_content) | field (reasoning) | think
+    sure: float = 0.8  # the mean probability of the tokens when logprobs are asked for
 
     @property
     def faulty(self) -> bool:
@@ -197,6 +200,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "rounds": _checked(int, lambda x: 0 <= x <= 1000),
     "tool_name": _checked(str, bool),
     "tool_args": _checked(str, lambda x: x in ("schema", "invalid", "wrong")),
+    "reasoning": _checked(str, lambda x: x in ("content", "field", "think")),
+    "sure": _checked(float, lambda x: 0 < x < 1),
 }
 
 
@@ -495,6 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
         finish = "length" if limit is not None and limit < len(pieces) else "stop"
         pieces = pieces[:limit]
         n_prompt = prompt_tokens(messages)
+        writing = mockwriting.Writing.of(body, messages, pieces, opts.reasoning, opts.sure)
         usage = {
             "prompt_tokens": n_prompt,
             "completion_tokens": len(pieces),
@@ -502,6 +508,7 @@ class _Handler(BaseHTTPRequestHandler):
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
+        writing.bill(usage)
         head = {
             "id": f"chatcmpl-mock-{next(_ids)}",
             "created": int(time.time()),
@@ -530,18 +537,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._calls(head, calls, body, opts, n_prompt)
         if not body.get("stream"):
             time.sleep(opts.ttft + opts.delay * len(pieces))
-            choice = {
-                "index": 0,
-                "logprobs": None,
-                "finish_reason": finish,
-                "message": {"role": "assistant", "content": "".join(pieces), "refusal": None},
-            }
             return self._json(
                 200,
                 {
                     **head,
                     "object": "chat.completion",
-                    "choices": [choice],
+                    "choices": writing.messages(finish),
                     **({"usage": usage} if opts.usage else {}),
                 },
             )
@@ -550,7 +551,7 @@ class _Handler(BaseHTTPRequestHandler):
             opts.usage and isinstance(stream_opts, dict) and bool(stream_opts.get("include_usage"))
         )
         self._start_event_stream()
-        self._stream(head, pieces, finish, usage if want_usage else None, opts, echo)
+        self._stream(head, pieces, finish, usage if want_usage else None, opts, echo, writing)
 
     def _calls(
         self,
@@ -637,6 +638,7 @@ class _Handler(BaseHTTPRequestHandler):
         usage: dict[str, Any] | None,
         opts: Options,
         echo: str | None = None,
+        writing: mockwriting.Writing | None = None,
     ) -> None:
         """Send SSE events; per-event flushes when slow, batched writes when delay is 0.
 
@@ -655,6 +657,11 @@ class _Handler(BaseHTTPRequestHandler):
         mark = "\x00MOCK\x00"
         pre, post = event(chunk({"content": mark}, None)).split(json.dumps(mark))
         buf: list[str] = []
+        steps: Sequence[str] = [pre + json.dumps(piece) + post for piece in pieces]
+        ends = [event(chunk({}, finish))]
+        if writing is not None and writing.rich:  # thinking, logprobs or n choices
+            steps = [event({**chunk({}, None), "choices": c}) for c in writing.steps()]
+            ends = [event({**chunk({}, None), "choices": c}) for c in writing.ends(finish)]
 
         def flush(end: bool = False) -> None:
             """Send what is buffered; `end` adds the last chunk, in the same write."""
@@ -671,14 +678,14 @@ class _Handler(BaseHTTPRequestHandler):
                 flush()
 
         fault, at = opts.break_point()
-        at = len(pieces) if at is None else min(at, len(pieces))
+        at = len(steps) if at is None else min(at, len(steps))
         try:
             time.sleep(opts.ttft)
             send(event(chunk({"role": "assistant", "content": ""}, None)))
-            for i, piece in enumerate(pieces[:at]):
+            for i, step in enumerate(steps[:at]):
                 if i and opts.delay > 0:
                     time.sleep(opts.delay)
-                send(pre + json.dumps(piece) + post)
+                send(step)
             if fault == "cut":
                 flush()
                 self.close_connection = True  # no final chunk: the body is incomplete
@@ -698,9 +705,10 @@ class _Handler(BaseHTTPRequestHandler):
                 assert isinstance(self.server, _Server)
                 self._keep_alive(self.server.mock, opts.ping)
                 return
-            for piece in pieces[at:]:
-                send(pre + json.dumps(piece) + post)
-            send(event(chunk({}, finish)))
+            for step in steps[at:]:
+                send(step)
+            for end in ends:
+                send(end)
             if usage is not None:
                 last = chunk({}, finish)
                 last.update(usage=usage, choices=last["choices"] if opts.choices_on_usage else [])

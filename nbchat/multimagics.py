@@ -61,7 +61,12 @@ class MultiModelCommands:
         return models if len(models) > 1 else []
 
     def _compare(
-        self, request: CellRequest, models: list[str], args: Any, settings: Settings
+        self,
+        request: CellRequest,
+        models: list[str],
+        args: Any,
+        settings: Settings,
+        header: dict[str, str] | None = None,
     ) -> None:
         """Stream the cell to every model side by side; nothing joins the conversation yet.
 
@@ -76,6 +81,7 @@ class MultiModelCommands:
             interval=settings.update_interval,
             footers=settings.show_usage,
             remote_images=settings.load_remote_images,
+            header=header,
         )
         try:
             comparison = run_compare(

@@ -42,6 +42,7 @@ FLAG_FIELDS: dict[str, tuple[str, str]] = {
     "stop": ("stop", "--stop"),
     "store": ("store", "--store/--no-store"),
     "user": ("user", "--user"),
+    "reasoning_effort": ("reasoning_effort", "--effort"),
 }
 
 #: Fields nbchat owns; `--params` may not set them (they have flags of their own).
@@ -176,6 +177,12 @@ class RequestDefaults(Configurable):
     user = Unicode(None, allow_none=True, help="End-user identifier sent as 'user'.").tag(
         config=True
     )
+    reasoning_effort = Unicode(
+        None,
+        allow_none=True,
+        help="How hard a reasoning model thinks: none, minimal, low, medium, high, xhigh or max "
+        "(sent as reasoning_effort; --effort overrides).",
+    ).tag(config=True)
     stream = Bool(True, help="Stream replies; False sends one request, shown at once.").tag(
         config=True
     )

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "Record", "Totals", "default_history_path", "user_data_dir"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another kernel's transaction
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -70,7 +70,10 @@ CREATE TABLE IF NOT EXISTS exchanges (
     system_fingerprint TEXT,
     cost REAL,
     error TEXT,
-    estimated_tokens INTEGER
+    estimated_tokens INTEGER,
+    reasoning TEXT,
+    reasoning_time REAL,
+    answer_ttft REAL
 );
 CREATE INDEX IF NOT EXISTS exchanges_by_notebook ON exchanges (notebook, conversation, id);
 CREATE INDEX IF NOT EXISTS exchanges_by_session ON exchanges (session);
@@ -100,8 +103,16 @@ def _add_estimated_tokens(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE exchanges ADD COLUMN estimated_tokens INTEGER")
 
 
+def _add_reasoning(db: sqlite3.Connection) -> None:
+    """Version 3: what a reasoning model thought before its answer (nbchat.reasoning), for how
+    long, and when the answer's first token came."""
+    db.execute("ALTER TABLE exchanges ADD COLUMN reasoning TEXT")
+    db.execute("ALTER TABLE exchanges ADD COLUMN reasoning_time REAL")
+    db.execute("ALTER TABLE exchanges ADD COLUMN answer_ttft REAL")
+
+
 #: MIGRATIONS[v - 2] brings a record of schema version v - 1 to version v.
-MIGRATIONS = [_add_estimated_tokens]
+MIGRATIONS = [_add_estimated_tokens, _add_reasoning]
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -169,6 +180,9 @@ class Exchange:
     cost: float | None
     error: str | None
     estimated_tokens: int | None = None
+    reasoning: str | None = None
+    reasoning_time: float | None = None
+    answer_ttft: float | None = None
 
     @property
     def context_ids(self) -> list[int]:
@@ -206,6 +220,9 @@ class Exchange:
             tool_calls=calls,
             steps=steps,
             tool_rounds=sum(1 for m in steps if m.get("tool_calls")),
+            reasoning=self.reasoning,
+            reasoning_time=self.reasoning_time,
+            answer_ttft=self.answer_ttft,
         )
 
 

@@ -235,6 +235,9 @@ class Recorder:
             "cached_tokens": usage.cached_tokens if usage else None,
             "reasoning_tokens": usage.reasoning_tokens if usage else None,
             "estimated_tokens": None if usage else reply.estimated_tokens,
+            "reasoning": self._text(reply.reasoning) if reply.reasoning else None,
+            "reasoning_time": reply.reasoning_time,
+            "answer_ttft": reply.answer_ttft,
         }
         if reply.request:  # the body exactly as the client sent it
             values["request"] = self._text(reply.request)

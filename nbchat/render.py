@@ -19,6 +19,13 @@ imported only when the first such cut happens.
 
 Every output that carries model text goes through sanitize.py first: the reply
 is untrusted, and a frontend renders a session's own outputs as trusted HTML.
+
+A reasoning model's thinking (nbchat.reasoning) streams above the answer in
+outputs of its own (`think`), escaped, line by line; when the answer starts the
+cell is cleared once and the thinking stays as one collapsed `<details>`. At the
+end `details(reply)` gives the view the reply's thinking and token
+probabilities: the thinking is shown collapsed above the answer, and the
+`--logprobs` view (nbchat.logprobs) in an output of its own below it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from time import perf_counter
 from typing import Any
 
 from .blocks import BlockSplitter, Piece
+from .reasoning import ThinkingLive, thinking_bundle
 from .sanitize import safe_html, safe_markdown
 from .types import Reply
 
@@ -86,6 +94,11 @@ class LiveMarkdown:
         self._next = 0.0
         self._outputs = 0
         self.updates = 0
+        self._thinking: ThinkingLive | None = None  # the thinking while it streams
+        self._thought: list[str] = []
+        self._think_pending: list[str] = []
+        self._think_start = 0.0
+        self._reply: Reply | None = None  # see details()
 
     def status(self, text: str) -> None:
         """A transient line (e.g. a retry notice), replaced by the reply when it starts."""
@@ -95,8 +108,50 @@ class LiveMarkdown:
             print(text, flush=True)
             self._outputs += 1  # so finish() clears it: a saved notebook keeps no status line
 
+    def think(self, delta: str) -> None:
+        """A piece of a reasoning model's thinking: shown live, escaped, above the answer."""
+        if not self.live:
+            return
+        if self._thinking is None:
+            self._thinking = ThinkingLive(self._show_thinking)
+            self._think_start = perf_counter()
+            self._next = 0.0
+        self._thought.append(delta)
+        self._think_pending.append(delta)
+        now = perf_counter()
+        if now >= self._next:  # at most once per interval, as the answer is
+            self._thinking.push("".join(self._think_pending))
+            self._think_pending.clear()
+            self._next = now + self.interval
+
+    def _show_thinking(self, data: dict[str, str], open_: bool) -> None:
+        self._show(data, keep=open_)
+        if not open_:
+            self._handle = None
+
+    def _collapse_thinking(self) -> None:
+        """The answer starts: the live thinking becomes one collapsed <details>."""
+        from IPython.display import clear_output
+
+        seconds = perf_counter() - self._think_start
+        clear_output(wait=True)
+        if self.header is not None:
+            self._display(self.header, raw=True)
+        self._display(thinking_bundle("".join(self._thought), seconds), raw=True)
+        self._thought.clear()
+        self._think_pending.clear()
+        self._thinking = None
+        self._handle = None
+        self._outputs = 1
+
+    def details(self, reply: Reply) -> None:
+        """The reply whose thinking and token probabilities `finish` shows."""
+        self._reply = reply
+
     def feed(self, delta: str) -> None:
         """Called once per streamed chunk: must stay this cheap."""
+        if self._thinking is not None:
+            self._collapse_thinking()
         if self.live:
             self._pending.append(delta)
             if perf_counter() >= self._next:
@@ -160,8 +215,15 @@ class LiveMarkdown:
             clear_output(wait=True)
             if self.header is not None:
                 self._display(self.header, raw=True)
+        reply, self._reply = self._reply, None
+        if reply is not None and reply.reasoning:
+            self._display(thinking_bundle(reply.reasoning, reply.reasoning_time), raw=True)
         if text:
             self._display(markdown_bundle(text, remote_images=self.remote_images), raw=True)
+        if reply is not None and reply.logprobs:
+            from .logprobs import logprobs_bundle
+
+            self._display(logprobs_bundle(reply.logprobs), raw=True)
         if footer is not None:
             line = footer_text(footer)
             self._display({"text/plain": line, "text/html": footer_html(line)}, raw=True)
@@ -195,11 +257,20 @@ def footer_text(reply: Reply) -> str:
             f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion"
             f" = {usage.total_tokens} tokens"
         )
-        if usage.cached_tokens:
-            tokens += f" ({usage.cached_tokens} cached)"
+        details = [f"{usage.cached_tokens} cached"] if usage.cached_tokens else []
+        if usage.reasoning_tokens:
+            details.append(f"{usage.reasoning_tokens} reasoning")
+        if details:
+            tokens += f" ({', '.join(details)})"
         parts.append(tokens)
+        accepted = usage.accepted_prediction_tokens or 0
+        rejected = usage.rejected_prediction_tokens or 0
+        if accepted or rejected:
+            parts.append(f"prediction {accepted} accepted, {rejected} rejected")
     if reply.ttft is not None:
         parts.append(f"first token {_duration(reply.ttft)}")
+    if reply.reasoning and reply.answer_ttft is not None:
+        parts.append(f"first answer token {_duration(reply.answer_ttft)}")
     if reply.latency is not None:
         parts.append(_duration(reply.latency))
     rate = reply.tokens_per_second

@@ -294,6 +294,7 @@ class ChatSession:
         notes: list[str] = []  # shown below the reply (finish clears the cell first)
         if options.tools is not None and reply.tool_calls:
             reply = self._rounds(reply, payload, settings, view, conv, user, options, notes)
+        _details(view, reply)
         view.finish(reply.text, reply if settings.show_usage else None)
         for note in notes:  # the runner's own channel: a cell prints, the panel says
             options.tools.notice(note) if options.tools is not None else self.notice(note)
@@ -407,6 +408,7 @@ class ChatSession:
                     ) from None
                 raise
         chat = client.stream(payload, on_retry=on_retry)
+        chat.on_delta = _thinking_to(view)
         running = self._running[conv.name]
         running.chat = chat
         stop = running.stop
@@ -423,6 +425,7 @@ class ChatSession:
             if isinstance(stopped, KeyboardInterrupt) or stop.is_set():
                 chat.close()
                 partial = priced(chat.build_reply("interrupted")).with_(steps=steps, tool_calls=())
+                _details(view, partial)
                 view.finish(partial.text, partial if footer and partial.text else None)
                 self.last_reply = partial
                 if partial.text or steps:
@@ -430,6 +433,7 @@ class ChatSession:
                 raise self._interrupted(chat, partial) from None
             if isinstance(stopped, StreamError):
                 stopped.partial = kept = priced(stopped.partial)
+                _details(view, kept)
                 view.finish(kept.text, kept if footer and kept.text else None)
                 self.last_reply = kept
             else:
@@ -441,6 +445,12 @@ class ChatSession:
 
     @staticmethod
     def _interrupted(chat: ChatStream, partial: Reply) -> Interrupted:
+        if not partial.text and partial.reasoning:
+            return Interrupted(
+                f"interrupted while thinking ({len(partial.reasoning):,} characters of thinking)",
+                partial=partial,
+                hint="the thinking is shown (and kept by -o and the record); no answer was added",
+            )
         if not partial.text:
             return Interrupted("interrupted before any text arrived", partial=partial)
         n = chat.tokens
@@ -489,3 +499,23 @@ def _summed(
         steps=tuple(steps),
         tool_rounds=rounds,
     )
+
+
+def _details(view: View, reply: Reply) -> None:
+    """Give a view that shows them the reply's thinking and token probabilities."""
+    details = getattr(view, "details", None)
+    if details is not None:
+        details(reply)
+
+
+def _thinking_to(view: View) -> Callable[[str, int, str], None] | None:
+    """The stream's `on_delta` for a view that shows thinking as it streams."""
+    think = getattr(view, "think", None)
+    if think is None:
+        return None
+
+    def on_delta(kind: str, index: int, text: str) -> None:
+        if kind == "reasoning" and index == 0:
+            think(text)
+
+    return on_delta

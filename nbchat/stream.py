@@ -15,12 +15,13 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import NbChatError, StreamError, TransportError
 from .estimate import estimate_completion_tokens
 from .failures import Retries, RetryNotice, empty_reply, media_kinds, server_text, trail
+from .reasoning import ThinkSplitter, reasoning_delta, split_message
 from .sse import iter_events
 from .toolcalls import ToolCallParts, from_message
 from .types import Reply, Usage
@@ -68,6 +69,20 @@ class _Broken(Exception):
         return cls("timeout" if isinstance(exc, httpx.TimeoutException) else "closed", exc=exc)
 
 
+class _Choice:
+    """Choice `index` > 0 of a request with `n` > 1: its text and how it ended."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.thinking: list[str] = []
+        self.finish_reason: str | None = None
+        self.splitter = ThinkSplitter()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
 class ChatStream:
     """One streaming reply: iterate for text deltas, then read `.reply`.
 
@@ -96,10 +111,30 @@ class ChatStream:
         self._received = False  # any byte of the body (an empty 200 is told apart)
         self._one_body = False  # the reply came as one JSON body, not as events
         self._tool_parts = ToolCallParts()  # streamed function calls (nbchat.toolcalls)
+        # Reasoning (nbchat.reasoning): thinking beside or inside the content, kept apart.
+        self._thinking: list[str] = []
+        self._splitter = ThinkSplitter()
+        self._think_first: float | None = None
+        self._think_last: float | None = None
+        self.answer_ttft: float | None = None
+        self._logprobs: list[dict[str, Any]] = []  # choice 0's logprobs.content items
+        self.others: dict[int, _Choice] = {}  # choices 1.. of a request with n > 1
+        #: Called (kind, choice index, text) for each piece of thinking ("reasoning") and
+        #: each text delta of choices other than the first ("content"), as they arrive.
+        self.on_delta: Callable[[str, int, str], None] | None = None
 
     @property
     def text(self) -> str:
         return "".join(self._parts)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._thinking)
+
+    @property
+    def _arrived(self) -> bool:
+        """Whether any text (answer or thinking, of any choice) arrived."""
+        return bool(self._parts or self._thinking or self.others)
 
     @property
     def _closed(self) -> bool:
@@ -141,11 +176,12 @@ class ChatStream:
             # Out of the except block: the error raised chains nothing (see the docstring).
             if broken.kind == "empty" and media_kinds(self.payload):
                 raise client._redacted(empty_reply(self.payload))  # asking again cannot help
-            if self._parts or not client._retry(self._retries, _Broken.WORDS[broken.kind], None):
+            if self._arrived or not client._retry(self._retries, _Broken.WORDS[broken.kind], None):
                 raise self._failure(broken)
             self.usage = self.finish_reason = self.fingerprint = None
             self._received = False
             self._tool_parts = ToolCallParts()
+            self._splitter, self._logprobs = ThinkSplitter(), []  # white space held back
         self._reply = self.build_reply(self.finish_reason)
 
     def _broken(self, kind: str, detail: str) -> _Broken:
@@ -168,6 +204,7 @@ class ChatStream:
                     self._drain(response, chunks)
                     if self.finish_reason is None:
                         raise _Broken("early")
+                    yield from self._end_thinking()
                     return
                 try:
                     content = self._take(loads(data))
@@ -177,6 +214,8 @@ class ChatStream:
                     now = perf()
                     if self.ttft is None:
                         self.ttft = now - self.started
+                    if self.answer_ttft is None:
+                        self.answer_ttft = now - self.started
                     self._progress = now
                     parts.append(content)
                     yield content
@@ -189,6 +228,46 @@ class ChatStream:
                 watchdog.stop()
         if self.finish_reason is None:
             raise _Broken("closed" if self._received else "empty")
+        yield from self._end_thinking()
+
+    def _end_thinking(self) -> Iterator[str]:
+        """At the end: text held back as a possible `</think>` goes where it belongs."""
+        thought, answer = self._splitter.end()
+        if thought:
+            self._think(0, thought)
+        for index, choice in self.others.items():
+            more, rest = choice.splitter.end()
+            if more:
+                self._think(index, more)
+            if rest:
+                self._other_content(index, rest)
+        if answer:
+            if self.answer_ttft is None:
+                self.answer_ttft = time.perf_counter() - self.started
+            self._parts.append(answer)
+            yield answer
+
+    def _think(self, index: int, text: str) -> None:
+        """Keep a piece of thinking of choice `index` and pass it on."""
+        now = time.perf_counter()
+        if index == 0:
+            self._thinking.append(text)
+            if self._think_first is None:
+                self._think_first = now
+            self._think_last = now
+        else:
+            self.others.setdefault(index, _Choice()).thinking.append(text)
+        if self.ttft is None:
+            self.ttft = now - self.started
+        if self.on_delta is not None:
+            self.on_delta("reasoning", index, text)
+
+    def _other_content(self, index: int, text: str) -> None:
+        self.others.setdefault(index, _Choice()).parts.append(text)
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.started
+        if self.on_delta is not None:
+            self.on_delta("content", index, text)
 
     def _watched(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """The body's chunks, until no data came for `timeout` s.
@@ -253,6 +332,10 @@ class ChatStream:
         self.finish_reason, self.fingerprint = reply.finish_reason, reply.system_fingerprint
         self._one_body = True
         self._whole_calls = reply.tool_calls
+        if reply.reasoning:
+            self._think(0, reply.reasoning)
+        if reply.logprobs is not None:
+            self._logprobs = [_api_item(t) for t in reply.logprobs]
         if reply.text:
             self._parts.append(reply.text)
             yield reply.text
@@ -265,20 +348,37 @@ class ChatStream:
         if obj.get("error"):
             raise self._broken("error", server_text(obj))
         content = None
-        choices = obj.get("choices")
-        if choices:
-            choice = choices[0]
+        for choice in obj.get("choices") or ():
+            index = choice.get("index") or 0
             delta = choice.get("delta")
             if delta:
-                content = delta.get("content")
-                if content is not None and not isinstance(content, str):
+                piece = delta.get("content")
+                if piece is not None and not isinstance(piece, str):
                     raise TypeError("content is not text")
-                if delta.get("tool_calls"):
+                if delta.get("tool_calls") and index == 0:  # choice 0's calls (nbchat.tools)
                     self._tool_parts.add(delta["tool_calls"])
-                if not content and any(v for k, v in delta.items() if k != "role"):
+                if not piece and any(v for k, v in delta.items() if k != "role"):
                     self._progress = time.perf_counter()  # reasoning, tool calls: data too
+                thought = reasoning_delta(delta)
+                if thought:
+                    self._think(index, thought)
+                if piece:
+                    splitter = self._splitter if index == 0 else self._other(index).splitter
+                    thought, piece = splitter.push(piece)
+                    if thought:
+                        self._think(index, thought)
+                if index == 0:
+                    content = piece or None
+                elif piece:
+                    self._other_content(index, piece)
+            logprobs = choice.get("logprobs")
+            if index == 0 and logprobs and logprobs.get("content"):
+                self._logprobs.extend(logprobs["content"])
             if choice.get("finish_reason"):
-                self.finish_reason = str(choice["finish_reason"])
+                if index == 0:
+                    self.finish_reason = str(choice["finish_reason"])
+                else:
+                    self._other(index).finish_reason = str(choice["finish_reason"])
                 self._progress = time.perf_counter()
         if obj.get("usage"):
             self.usage = Usage.from_api(obj["usage"])
@@ -290,6 +390,9 @@ class ChatStream:
             self.fingerprint = str(obj["system_fingerprint"])
         return content
 
+    def _other(self, index: int) -> _Choice:
+        return self.others.setdefault(index, _Choice())
+
     def _failure(self, broken: _Broken) -> NbChatError:
         """The error to show: no text yet is a failed request; else an incomplete reply."""
         client = self._client
@@ -297,7 +400,7 @@ class ChatStream:
         words = f"no data for {client.timeout:g} s" if timeout else _Broken.WORDS[broken.kind]
         detail = f": {broken.detail}" if broken.detail else ""
         error: NbChatError
-        if not self._parts:
+        if not self._arrived:
             if timeout:
                 return client._timeout_error(broken.exc)
             if broken.kind == "empty":
@@ -322,10 +425,13 @@ class ChatStream:
         return client._redacted(error)
 
     def build_reply(self, finish_reason: str | None) -> Reply:
+        from .logprobs import Logprobs
+
         estimated = None
         if self.usage is None:  # count what arrived: deltas, or the one body's text
             deltas = None if self._one_body else len(self._parts)
             estimated = estimate_completion_tokens(self.text, deltas)
+        first, last = self._think_first, self._think_last
         return Reply(
             text=self.text,
             model=self.model,
@@ -337,6 +443,10 @@ class ChatStream:
             request=self.payload,
             estimated_tokens=estimated,
             tool_calls=self._tool_parts.calls() or getattr(self, "_whole_calls", ()),
+            reasoning=self.reasoning or None,
+            reasoning_time=last - first if first is not None and last is not None else None,
+            answer_ttft=self.answer_ttft,
+            logprobs=Logprobs.from_api(self._logprobs) if self._logprobs else None,
         )
 
     @property
@@ -429,10 +539,13 @@ def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> 
 
     Raises ValueError/AttributeError/TypeError/IndexError when `data` has another shape.
     """
+    from .logprobs import Logprobs
+
     choice = (data.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     usage = data.get("usage")
-    text = message.get("content") or message.get("refusal") or ""
+    reasoning, text = split_message(message)
+    logprobs = (choice.get("logprobs") or {}).get("content")
     return Reply(
         text=text,
         model=data.get("model") or body.get("model", ""),
@@ -443,4 +556,12 @@ def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> 
         system_fingerprint=data.get("system_fingerprint"),
         request=body,
         tool_calls=from_message(message),
+        reasoning=reasoning,
+        logprobs=Logprobs.from_api(logprobs) if logprobs else None,
     )
+
+
+def _api_item(token: Any) -> dict[str, Any]:
+    """A TokenLogprob back in the API's shape (a whole body's logprobs, kept as a stream's)."""
+    tops = [{"token": t, "logprob": lp} for t, lp in token.alternatives]
+    return {"token": token.token, "logprob": token.logprob, "top_logprobs": tops}

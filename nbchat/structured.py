@@ -136,6 +136,18 @@ class JsonView:
     def status(self, text: str) -> None:
         self.inner.status(text)
 
+    def think(self, delta: str) -> None:
+        """A reasoning model's thinking: shown by the inner view (nbchat.reasoning)."""
+        think = getattr(self.inner, "think", None)
+        if think is not None:
+            think(delta)
+
+    def details(self, reply: Reply) -> None:
+        """The reply's thinking (and logprobs), shown above the JSON by the inner view."""
+        details = getattr(self.inner, "details", None)
+        if details is not None:
+            details(reply)
+
     def feed(self, delta: str) -> None:
         if not self._started:
             self._started = True

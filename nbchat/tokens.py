@@ -112,7 +112,11 @@ def counter(model: str, mode: str = "auto") -> Counter:
         return Counter()
     import importlib.util
 
-    if importlib.util.find_spec("tiktoken") is None:
+    try:
+        installed = importlib.util.find_spec("tiktoken") is not None
+    except ValueError:  # a module object without a spec stands in sys.modules
+        installed = False
+    if not installed:
         return Counter()
     name = _encoding_name(model)
     with _lock:

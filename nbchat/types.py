@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .logprobs import Logprobs
 
 __all__ = ["Message", "Reply", "Secret", "ToolCall", "Usage"]
 
@@ -116,6 +119,9 @@ class Usage:
     total_tokens: int
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    #: Predicted outputs (`--predict`): prediction tokens that appeared in the reply, and not.
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Usage:
@@ -129,6 +135,8 @@ class Usage:
             total_tokens=int(data.get("total_tokens") or prompt + completion),
             cached_tokens=details.get("cached_tokens"),
             reasoning_tokens=completion_details.get("reasoning_tokens"),
+            accepted_prediction_tokens=completion_details.get("accepted_prediction_tokens"),
+            rejected_prediction_tokens=completion_details.get("rejected_prediction_tokens"),
         )
 
 
@@ -165,6 +173,14 @@ class Reply:
     #: with `tool_calls`, then `tool` results), as sent; the conversation replays them.
     steps: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
     tool_rounds: int = 0
+    #: What a reasoning model thought before answering (never sent back to the model),
+    #: and for how long (seconds from its first to its last piece of thinking).
+    reasoning: str | None = field(default=None, repr=False)
+    reasoning_time: float | None = None
+    #: Seconds to the first token of the answer (`ttft` counts thinking too).
+    answer_ttft: float | None = None
+    #: `--logprobs`: each token with its probability and alternatives (nbchat.logprobs).
+    logprobs: Logprobs | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.text

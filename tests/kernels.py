@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+@contextmanager
+def running_kernel(env: dict[str, str]) -> Iterator[Any]:
+    """A real python3 kernel with `env`; yields its blocking client, shuts it down after."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float) -> None:
+    """Terminate a server process; kill it if it has not gone after `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def collect(kernel: Any, msg_id: str) -> list[dict[str, Any]]:

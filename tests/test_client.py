@@ -152,11 +152,15 @@ def test_reported_usage_is_never_replaced_by_an_estimate():
 def test_a_whole_reply_without_usage_is_counted_by_tiktoken_when_installed(monkeypatch):
     import sys
     import types
+    from importlib.machinery import ModuleSpec
 
-    import nbchat.estimate
+    import nbchat.tokens
 
     fake = types.ModuleType("tiktoken")
-    encoding = types.SimpleNamespace(encode=lambda text, disallowed_special=(): text.split())
+    fake.__spec__ = ModuleSpec("tiktoken", None)
+    encoding = types.SimpleNamespace(
+        name="fake", encode=lambda text, disallowed_special=(): text.split()
+    )
     fake.get_encoding = lambda name: encoding  # type: ignore[attr-defined]
     completion = {
         "choices": [{"index": 0, "message": {"content": "one two three four"}}],
@@ -166,13 +170,13 @@ def test_a_whole_reply_without_usage_is_counted_by_tiktoken_when_installed(monke
     def handler(request):
         return httpx.Response(200, json=completion)
 
-    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
+    monkeypatch.delenv("NBCHAT_TOKEN_COUNTER", raising=False)
+    monkeypatch.setattr(nbchat.tokens, "_encodings", {})
+    monkeypatch.setattr(nbchat.tokens, "_loading", {})
     monkeypatch.setitem(sys.modules, "tiktoken", None)  # not installed
     assert make(handler).complete(PAYLOAD).estimated_tokens is None
-    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
     monkeypatch.setitem(sys.modules, "tiktoken", fake)
     assert make(handler).complete(PAYLOAD).estimated_tokens == 4
-    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
 
 
 def test_no_key_no_authorization_header():

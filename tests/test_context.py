@@ -238,6 +238,25 @@ def test_the_receipt_comes_before_the_reply_labelled_as_an_estimate(ip, server, 
     assert "Echo" in markdown_outputs(captured)[0]  # the reply follows
 
 
+def test_a_comparison_keeps_its_receipt_above_the_columns(ip, server, estimated):
+    """The live columns are cleared at the end; the receipt is shown again above the table."""
+    from .test_render import Recorder
+
+    ip.user_ns["df"] = frame(10)
+    ip.run_line_magic("config", "ChatMagics.display_mode = 'live'")
+    recorder, saved = Recorder(), ip.display_pub
+    ip.display_pub = recorder
+    try:
+        result = ip.run_cell("%%chat -m gpt-4o-mini,gpt-4o --with df\nWhich columns look skewed?")
+    finally:
+        ip.display_pub = saved
+    assert result.error_in_exec is None
+    kinds = [m["kind"] for m in recorder.messages]
+    after = recorder.messages[kinds.index("clear_output") + 1 :]
+    assert after[0]["data"]["text/plain"].startswith("context: df — DataFrame 10 \u00d7 4")
+    assert any("<table>" in m["data"].get("text/markdown", "") for m in after[1:])
+
+
 def test_receipt_html_escapes_every_value(ip, server):
     ip.user_ns["evil"] = "<img src=x onerror=alert(1)>"
     result, captured = run(ip, "%%chat --with evil\nhi")

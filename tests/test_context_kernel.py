@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
+from .kernels import running_kernel
 from .test_kernel import SETUP, kernel_env
 from .test_kernel_memory import iopub, send
 
@@ -17,10 +17,8 @@ pytest.importorskip("pandas")
 
 @pytest.fixture(scope="module")
 def kernel():
-    manager, client = start_new_kernel(kernel_name="python3", env=kernel_env())
-    yield client
-    client.stop_channels()
-    manager.shutdown_kernel(now=True)
+    with running_kernel(kernel_env()) as client:
+        yield client
 
 
 def execute(client, code: str, cell_id: str | None = None) -> tuple[list[dict], dict]:

@@ -8,12 +8,12 @@ import time
 
 import nbformat
 import pytest
-from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
 from nbchat.mockserver import reply_pieces
 
 from .conftest import ENV
+from .kernels import running_kernel
 
 SETUP = (
     "%load_ext nbchat\n"
@@ -25,10 +25,8 @@ MODEL = "gpt-4o-mini@chunks=400,delay=0.002,reply=markdown"
 
 @pytest.fixture(scope="module")
 def kernel():
-    manager, client = start_new_kernel(kernel_name="python3", env=kernel_env())
-    yield client
-    client.stop_channels()
-    manager.shutdown_kernel(now=True)
+    with running_kernel(kernel_env()) as client:
+        yield client
 
 
 def kernel_env() -> dict[str, str]:

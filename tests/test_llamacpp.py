@@ -27,6 +27,7 @@ from nbchat.errors import NbChatError, StreamError, TransportError
 from nbchat.sanitize import safe_markdown
 
 from .conftest import markdown_outputs, plain_outputs, run
+from .kernels import stop
 from .test_local_quirks import PNG
 from .tinyllama import BYTE_FF, IM_END, write_model
 
@@ -87,12 +88,7 @@ def llama_server(model: Path, log: Path, *, n_ctx: int = 2048, ping: float = 0.5
             pytest.fail(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
 
 
 @pytest.fixture(scope="module")

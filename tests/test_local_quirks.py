@@ -209,7 +209,9 @@ def test_a_version_1_record_gains_the_estimate_column(tmp_path):
     from nbchat.record import SCHEMA, SCHEMA_VERSION, Record
 
     path = tmp_path / "old.sqlite"
-    old = SCHEMA.replace(",\n    estimated_tokens INTEGER", "")
+    old = SCHEMA.replace(",\n    estimated_tokens INTEGER", "").replace(
+        ",\n    reasoning TEXT,\n    reasoning_time REAL,\n    answer_ttft REAL", ""
+    )
     assert old != SCHEMA
     with sqlite3.connect(path) as db:
         db.executescript(old)
@@ -228,4 +230,4 @@ def test_a_version_1_record_gains_the_estimate_column(tmp_path):
     assert record.totals("nb").estimated_tokens == 9
     record.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3

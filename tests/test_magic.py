@@ -186,15 +186,15 @@ def test_usage_not_reported_is_estimated_and_labelled(ip, server):
 def test_usage_not_reported_in_one_body_is_said_not_invented(ip, server, monkeypatch):
     import sys
 
-    import nbchat.estimate
+    import nbchat.tokens
 
-    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
+    monkeypatch.delenv("NBCHAT_TOKEN_COUNTER", raising=False)
+    monkeypatch.setattr(nbchat.tokens, "_encodings", {})
     monkeypatch.setitem(sys.modules, "tiktoken", None)  # not installed: nothing to count with
     _, captured = run(ip, "%%chat --no-stream -m gpt-4o-mini@usage=0\nhi")
     footer = plain_outputs(captured)[-1]
     assert "usage not reported" in footer
     assert "tok/s" not in footer and "$" not in footer
-    monkeypatch.setattr(nbchat.estimate, "_encoding", None)
 
 
 def test_usage_chunk_with_nonempty_choices_is_understood(ip, server):

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import html
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import mistune
 import pytest
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from nbchat.render import LiveMarkdown, markdown_bundle
@@ -119,10 +122,16 @@ RENDERERS = {
 }
 
 
+def _soup(page: str) -> BeautifulSoup:
+    with warnings.catch_warnings():  # a page that is just a URL is still a page here
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        return BeautifulSoup(page, "html.parser")
+
+
 def _problems(page: str) -> list[str]:
     """Every executable or fetching construct in an HTML page, as a readable list."""
     found = []
-    for tag in BeautifulSoup(page, "html.parser").find_all(True):
+    for tag in _soup(page).find_all(True):
         if tag.name not in SAFE_ELEMENTS:
             found.append(f"<{tag.name}> element")
         for name, value in tag.attrs.items():
@@ -143,7 +152,7 @@ def _words(text: str) -> set[str]:
 
 
 def _visible(page: str) -> str:
-    return BeautifulSoup(page, "html.parser").get_text(" ").lower()
+    return _soup(page).get_text(" ").lower()
 
 
 def _check(payload: str, outputs: Iterable[dict[str, Any]], *, whole: bool) -> None:
@@ -257,8 +266,8 @@ def test_link_targets_are_read_as_a_browser_reads_them(url: str, ok: bool) -> No
 
 
 def test_every_surface_publishes_safe_markdown(ip, tmp_path) -> None:
-    """A hostile reply through a cell, --no-stream, a comparison, %chat history, %chat log,
-    the saved-notebook output and %chat export: every Markdown output is inert."""
+    """A hostile reply through a cell, --no-stream, the JSON view, a comparison, %chat history,
+    %chat log, the saved-notebook output and %chat export: every Markdown output is inert."""
     from IPython.utils.capture import capture_output
 
     payload = (
@@ -268,6 +277,7 @@ def test_every_surface_publishes_safe_markdown(ip, tmp_path) -> None:
     cells = [
         f"%%chat -m gpt-4o-mini@reply=verbatim\n{payload}",
         f"%%chat --no-stream -m gpt-4o-mini@reply=verbatim\n{payload}",
+        f"%%chat --json -m gpt-4o-mini@reply=json -c json\n{payload}",
         f"%%chat -m gpt-4o-mini@reply=verbatim,gpt-4o@reply=verbatim\n{payload}",
         "%chat history",
         "%chat log",
@@ -281,8 +291,47 @@ def test_every_surface_publishes_safe_markdown(ip, tmp_path) -> None:
         outputs += [o.data for o in captured.outputs]
     assert sum("text/markdown" in d for d in outputs) >= 5
     assert any("<table>" in d.get("text/markdown", "") for d in outputs)  # the comparison
+    assert any("application/json" in d for d in outputs)  # the JSON view
     _check(payload, [d for d in outputs if "text/markdown" in d], whole=False)
     exported = (tmp_path / "chat.md").read_text()
     assert "onerror" in exported  # the words are there ...
     for name, render in RENDERERS.items():  # ... but a Markdown viewer runs nothing
         assert not _problems(render(exported)), name
+
+
+def test_the_demos_html_copy_is_inert() -> None:
+    """nbconvert (the demo's HTML copy, `jupyter nbconvert --to html`) renders the saved
+    Markdown with its own mistune renderer: nothing of the corpus comes out live."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    reply = "\n\n".join(CORPUS)
+    output = nbformat.v4.new_output("display_data", data=markdown_bundle(reply))
+    cell = nbformat.v4.new_code_cell("%%chat\nsummarise this page", outputs=[output])
+    page, _ = HTMLExporter().from_notebook_node(nbformat.v4.new_notebook(cells=[cell]))
+    shown = BeautifulSoup(page, "html.parser").select('[data-mime-type="text/markdown"]')
+    assert len(shown) == 1
+    inner = shown[0].decode_contents()
+    assert not _problems(inner), _problems(inner)
+    assert "onerror" in _visible(inner) and "attacker.example" in _visible(inner)
+
+
+# Pieces a fuzzer strings together: Markdown and HTML syntax an attacker can combine.
+_PIECES = [
+    "<", ">", "<img src=x onerror=window.pwned=1>", "<b>", "</b>", "<details>", "<svg onload=1>",
+    "`", "``", "```", "~~~", "\n", "\n\n", "    ", "  ", "> ", "- ", "1. ", "* ",
+    "[", "]", "(", ")", "](", "]: ", "![", "!", "javascript:", "data:text/html,x",
+    "https://attacker.example/i.png", "$", "$$", "\\(", "\\)", "\\", "&colon;", "&#106;",
+    "&lt;", "<!--", "-->", "<![CDATA[", "|", "---", "# ", "word", " ", "\"", "'", "=",
+    "<a href=javascript:x>", "</a>", "<https://ok.example>", "<javascript:x>", "<script>",
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+def test_no_mix_of_markdown_and_html_pieces_gets_through(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    for name, render in RENDERERS.items():
+        page = render(safe_markdown(text))
+        assert not _problems(page), (name, text, page)
+    assert not _problems(safe_html(text))

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from ..conftest import ENV
+from ..kernels import stop
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -119,12 +120,7 @@ def jupyterlab(server: Any, tmp_path: Path, name: str, cells: Sequence[str]) -> 
             time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 20)
         log.close()
 
 
