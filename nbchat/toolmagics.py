@@ -96,6 +96,9 @@ class ToolCommands(Configurable):
         if args is not None and self._compare_models(args):
             self._refuse_tools(args, "a comparison of models")
             return None  # ChatMagics.tools: not offered in a comparison
+        if str(getattr(args, "n", None) or "1").strip() not in ("0", "1"):  # -n K choices
+            self._refuse_tools(args, "-n (several choices)")
+            return None
         from .tokens import counter
         from .tools import ToolRunner, ask_stdin, resolve
 
