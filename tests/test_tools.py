@@ -596,3 +596,10 @@ def test_history_lists_the_calls_of_a_turn(ip, server):
     assert '- tool call revenue(region="region-1", year=1) → ran: 1200001.0' in plain
     assert f'- tool call echo(text="text-2") → ran: {HOSTILE}' in plain
     assert "<img" not in markdown and "tool call echo" in markdown
+
+
+def test_tools_with_several_choices_are_one_line(ip, server):
+    _tools_ip(ip)
+    result, _ = run(ip, "%%chat -n 3 -T revenue\nq")
+    assert "--tools cannot be combined with -n" in str(result.error_in_exec)
+    assert len(server.requests) == 0
