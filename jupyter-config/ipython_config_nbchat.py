@@ -66,6 +66,12 @@ c = get_config()  # noqa: F821  (IPython provides get_config in config files)
 # Each attached value is summarised within this many tokens.
 # c.ChatMagics.context_tokens = 2000
 
+# --- Tools (--tools / -T: the model calls your functions) ----------------------------
+# c.ChatMagics.tools = ["revenue"]   # offered in every %%chat cell
+# c.ChatMagics.confirm_tools = True  # ask y/N before each call (False: never ask)
+# c.ChatMagics.max_tool_rounds = 8   # rounds of calls per cell, then stop with one line
+# c.ChatMagics.tool_result_tokens = 2000  # each result sent back is trimmed to this
+
 # --- Cost estimates ----------------------------------------------------------------
 # USD per 1M tokens: (input, cached input, output). Added to / overriding the
 # built-in list prices; models in neither get no cost.

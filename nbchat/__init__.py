@@ -9,11 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_ipython_extension", "panel", "unload_ipython_extension"]
+__all__ = [
+    "__version__",
+    "load_ipython_extension",
+    "panel",
+    "tool",
+    "unload_ipython_extension",
+]
 
 
 def __getattr__(name: str) -> Any:
-    """`nbchat.map` and `nbchat.compare`, imported on first use (nothing heavy at import)."""
+    """`nbchat.map`, `nbchat.compare` and `nbchat.tool`, imported on first use (nothing
+    heavy at import)."""
     if name == "map":
         from .batch import map
 
@@ -22,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from .comparison import compare
 
         return compare
+    if name == "tool":
+        from .tools import tool
+
+        return tool
     raise AttributeError(f"module 'nbchat' has no attribute {name!r}")
 
 

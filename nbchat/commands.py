@@ -96,6 +96,11 @@ class ConversationCommands:
                 attached = describe_parts(turn.user.content)
                 attached = f"\n\n*({attached})*" if attached else ""
                 lines.append(f"**[{number}] You:**\n\n{show(turn.user.text)}{attached}\n")
+                if turn.reply.tool_rounds:  # the turn's function calls (nbchat.tools)
+                    from .tools import call_summary
+
+                    calls = [show(f"- {call_summary(c, 200)}") for c in turn.reply.tool_calls]
+                    lines.append("\n".join(calls) + "\n")
                 lines.append(f"**[{number}] Assistant:**\n\n{show(turn.reply.text)}\n")
                 lines.append(f"<sub>{show(footer_text(turn.reply))}</sub>\n\n---\n")
             return "\n".join(lines)

@@ -48,7 +48,9 @@ class Conversation:
         out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         for turn in self.turns:
             out.append(turn.user.to_dict())
-            out.append(turn.assistant.to_dict())
+            out.extend(turn.reply.steps)  # tool rounds: assistant tool_calls, tool results
+            if turn.reply.text or not turn.reply.steps:
+                out.append(turn.assistant.to_dict())
         if prompt is not None:
             out.append(prompt.to_dict())
         return out

@@ -54,6 +54,17 @@ def reply_data(reply: Reply) -> dict[str, Any]:
                 "rejected_prediction_tokens": usage.rejected_prediction_tokens,
             },
         },
+        "tool_calls": [
+            {
+                "id": c.id,
+                "name": c.name,
+                "arguments": c.arguments,
+                "status": c.status,
+                "result": c.result,
+            }
+            for c in reply.tool_calls
+        ],
+        "tool_rounds": reply.tool_rounds,
         "reasoning": reply.reasoning,
         "ttft_seconds": reply.ttft,
         "latency_seconds": reply.latency,
@@ -116,6 +127,7 @@ def to_markdown(conv: Conversation, *, notebook: str, system: str | None) -> str
             "",
             "### Assistant",
             "",
+            *_calls_markdown(turn.reply),
             *_thinking(turn.reply),
             safe_markdown(turn.reply.text),
             "",
@@ -123,6 +135,16 @@ def to_markdown(conv: Conversation, *, notebook: str, system: str | None) -> str
             "",
         ]
     return "\n".join(lines)
+
+
+def _calls_markdown(reply: Reply) -> list[str]:
+    """Each tool call and its result, as text (escaped like the reply), then a blank line."""
+    if not reply.tool_rounds:
+        return []
+    from .tools import call_summary
+
+    lines = [safe_markdown(f"- {call_summary(call)}").rstrip() for call in reply.tool_calls]
+    return [*lines, ""]
 
 
 def export(

@@ -25,6 +25,7 @@ from .magicargs import check_out, lazy_magic_arguments, magic_parser, switch
 from .memory_commands import MemoryCommands
 from .multimagics import MultiModelCommands
 from .params import RequestDefaults
+from .toolmagics import ToolCommands
 
 if TYPE_CHECKING:
     from .session import ChatSession
@@ -85,6 +86,7 @@ class ChatMagics(
     LoginCommand,
     MultiModelCommands,
     ContextCommands,
+    ToolCommands,
 ):
     """Talk to an OpenAI-compatible chat model from a notebook."""
 
@@ -211,6 +213,13 @@ class ChatMagics(
     )
     @argument("--error", action="store_true", help="attach the last error: traceback and its cell")
     @argument("--cells", metavar="N", help="attach the code of the last N cells run")
+    @argument(
+        "-T",
+        "--tools",
+        action="append",
+        metavar="NAMES",
+        help="offer these functions to the model: f,g (repeatable); each call asks first",
+    )
     @argument("--dry-run", action="store_true", help="show the request (key masked); send nothing")
     @argument("--compare", metavar="MODELS", help="models side by side, e.g. gpt-4o,llama3")
     @argument("words", nargs="*", help="%%chat COMMAND or a one-line question")
@@ -275,8 +284,9 @@ class ChatMagics(
         session = self.session
         settings = self.settings()
         request, receipt = self._attach(args, request, settings)  # nbchat.contextmagics
+        runner = self._tool_runner(args, request.model or settings.model)  # nbchat.toolmagics
         if args.dry_run:
-            text, body = preview(session, settings, request)
+            text, body = preview(session, settings, request, runner)
             if receipt is not None:
                 print(receipt.dry_run())
             print(text)
@@ -309,6 +319,10 @@ class ChatMagics(
             from .structured import JsonView
 
             view = JsonView(view, settings.update_interval)
+        if runner is not None:
+            from .toolcards import ToolCards
+
+            runner.cards = ToolCards(view)
         conv = session.conversation(request.conversation)
         turns, system = len(conv), conv.system_prompt
         if request.system is not None:
@@ -323,6 +337,7 @@ class ChatMagics(
                 params=request.params,
                 stream=request.stream,
                 cell_id=self._cell_id(),
+                tools=runner,
             )
         except NbChatError as error:
             if len(conv) == turns:  # nothing was added: leave the system prompt as it was
@@ -352,6 +367,7 @@ class ChatMagics(
             return self._cmd_help([])
         command = getattr(self, f"_cmd_{words[0]}", None)
         if command is not None:
+            self._refuse_tools(args, f"%chat {words[0]}")
             return command(words[1:])
         return self._send(line.strip(), args if args is not None else self._parse(""))
 

@@ -29,9 +29,11 @@ __all__ = [
     "Received",
     "main",
     "mock_reply",
+    "mock_tool_calls",
     "parse_options",
     "prompt_tokens",
     "reply_pieces",
+    "tool_answer",
 ]
 
 MODELS = [
@@ -111,6 +113,13 @@ class Options:
     stall_after: int | None = None  # after K content chunks: no more data until the client goes
     ping: float | None = None  # while stalled: a `: ping` comment every S seconds
     empty: bool = False  # answer 200 with an empty body
+    # Tools: with `tools=call` a request offering tools is answered with calls (streamed in
+    # fragments), `parallel` at once, for `rounds` rounds; then the text quotes the results.
+    tools: str = "off"  # off | call
+    parallel: int = 1  # calls per round (tool i % number of tools offered)
+    rounds: int = 1  # rounds of calls before the answer
+    tool_name: str | None = None  # call this name instead (an unknown tool)
+    tool_args: str = "schema"  # schema | invalid (not JSON) | wrong (JSON that does not fit)
     # How models write (see mockwriting): thinking before the answer, and token certainty.
     reasoning: str | None = None  # content (reasoning_content) | field (reasoning) | think
     sure: float = 0.8  # the mean probability of the tokens when logprobs are asked for
@@ -186,6 +195,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "stall_after": _checked(int, lambda x: x >= 0),
     "ping": _checked(float, lambda x: x > 0),
     "empty": lambda v: _FLAGS[v.lower()],
+    "tools": _checked(str, lambda x: x in ("off", "call")),
+    "parallel": _checked(int, lambda x: 1 <= x <= 16),
+    "rounds": _checked(int, lambda x: 0 <= x <= 1000),
+    "tool_name": _checked(str, bool),
+    "tool_args": _checked(str, lambda x: x in ("schema", "invalid", "wrong")),
     "reasoning": _checked(str, lambda x: x in ("content", "field", "think")),
     "sure": _checked(float, lambda x: 0 < x < 1),
 }
@@ -306,6 +320,80 @@ def reply_pieces(
     return ["".join(tokens[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
+def _since_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages after the last user message (a turn's tool rounds so far)."""
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    return [m for m in messages[last + 1 :] if isinstance(m, dict)]
+
+
+def _argument(name: str, schema: Any, i: int) -> Any:
+    """A value fitting `schema`, derived from the parameter's name and the call's number."""
+    if not isinstance(schema, dict):
+        return None
+    if schema.get("enum"):
+        return schema["enum"][i % len(schema["enum"])]
+    kind = schema.get("type")
+    if kind is None and schema.get("anyOf"):
+        return _argument(name, schema["anyOf"][0], i)
+    return {
+        "string": f"{name}-{i + 1}",
+        "integer": i + 1,
+        "number": i + 1.5,
+        "boolean": True,
+        "array": [],
+        "object": {},
+        "null": None,
+    }.get(str(kind), f"{name}-{i + 1}")
+
+
+def mock_tool_calls(body: dict[str, Any], opts: Options) -> list[dict[str, Any]] | None:
+    """The calls to answer with (None: answer with text): the first tool(s), deterministic."""
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict) and t.get("function")]
+    if opts.tools != "call" or not tools:
+        return None
+    done = [m for m in _since_user(body["messages"]) if m.get("tool_calls")]
+    if len(done) >= opts.rounds:
+        return None
+    calls = []
+    for i in range(opts.parallel):
+        function = tools[i % len(tools)]["function"]
+        params = function.get("parameters") or {}
+        props = params.get("properties") or {}
+        names = params.get("required") or list(props)
+        if opts.tool_args == "invalid":
+            arguments = '{"' + (names[0] if names else "x") + '": '
+        elif opts.tool_args == "wrong":
+            arguments = json.dumps({"bogus": i + 1})
+        else:
+            args = {n: _argument(n, props.get(n), i + len(done)) for n in names}
+            arguments = json.dumps(args)
+        calls.append(
+            {
+                "id": f"call_mock_{len(done) + 1}_{i + 1}",
+                "type": "function",
+                "function": {"name": opts.tool_name or function["name"], "arguments": arguments},
+            }
+        )
+    return calls
+
+
+def tool_answer(messages: list[dict[str, Any]]) -> str | None:
+    """The text answering a turn's tool results: each result quoted (None without any)."""
+    results = [m for m in _since_user(messages) if m.get("role") == "tool"]
+    if not results:
+        return None
+    names = {
+        c.get("id"): (c.get("function") or {}).get("name")
+        for m in _since_user(messages)
+        for c in m.get("tool_calls") or ()
+    }
+    lines = [f"Tool results ({len(results)}):", ""]
+    for m in results:
+        name = names.get(m.get("tool_call_id"), "?")
+        lines.append(f"- `{name}` ({m.get('tool_call_id')}): {_text(m.get('content'))}")
+    return "\n".join(lines) + "\n"
+
+
 def _error(
     message: str,
     param: str | None = None,
@@ -403,7 +491,12 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {k: str(v) for k, v in retry.items() if v is not None}
             return self._json(opts.status, error_body(opts.status, model=model, echo=echo), extra)
         messages = body["messages"]
-        pieces = reply_pieces(messages, model, opts.reply, opts.chunks)
+        calls = mock_tool_calls(body, opts)
+        answer = tool_answer(messages) if opts.tools == "call" else None
+        if answer is not None and calls is None:
+            pieces = _TOKEN.findall(answer)
+        else:
+            pieces = reply_pieces(messages, model, opts.reply, opts.chunks)
         finish = "length" if limit is not None and limit < len(pieces) else "stop"
         pieces = pieces[:limit]
         n_prompt = prompt_tokens(messages)
@@ -440,6 +533,8 @@ class _Handler(BaseHTTPRequestHandler):
             wait_until_gone(self.connection, mock.stopping)
             self.close_connection = True
             return
+        if calls is not None:
+            return self._calls(head, calls, body, opts, n_prompt)
         if not body.get("stream"):
             time.sleep(opts.ttft + opts.delay * len(pieces))
             return self._json(
@@ -457,6 +552,76 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._start_event_stream()
         self._stream(head, pieces, finish, usage if want_usage else None, opts, echo, writing)
+
+    def _calls(
+        self,
+        head: dict[str, Any],
+        calls: list[dict[str, Any]],
+        body: dict[str, Any],
+        opts: Options,
+        n_prompt: int,
+    ) -> None:
+        """Answer with function calls: one message, or deltas whose arguments come in
+        4-character fragments, the calls' fragments interleaved (parallel calls)."""
+        fragments = [
+            [
+                c["function"]["arguments"][k : k + 4]
+                for k in range(0, len(c["function"]["arguments"]), 4)
+            ]
+            for c in calls
+        ]
+        n = sum(len(f) for f in fragments) + len(calls)
+        usage = {"prompt_tokens": n_prompt, "completion_tokens": n, "total_tokens": n_prompt + n}
+        time.sleep(opts.ttft)
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None}
+            choice = {
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+                "message": message,
+            }
+            obj = {**head, "object": "chat.completion", "choices": [choice]}
+            return self._json(200, {**obj, **({"usage": usage} if opts.usage else {})})
+        stream_opts = body.get("stream_options")
+        want_usage = (
+            opts.usage and isinstance(stream_opts, dict) and stream_opts.get("include_usage")
+        )
+
+        def event(delta: dict[str, Any], reason: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}
+            obj = {**head, "object": "chat.completion.chunk", "choices": [choice]}
+            data = f"data: {json.dumps(obj)}\n\n".encode()
+            return b"%x\r\n%s\r\n" % (len(data), data)
+
+        out = [event({"role": "assistant", "content": None})]
+        for i, call in enumerate(calls):
+            first = {"index": i, "id": call["id"], "type": "function"}
+            first["function"] = {"name": call["function"]["name"], "arguments": ""}
+            out.append(event({"tool_calls": [first]}))
+        for k in range(max((len(f) for f in fragments), default=0)):
+            for i, parts in enumerate(fragments):
+                if k < len(parts):
+                    piece = {"index": i, "function": {"arguments": parts[k]}}
+                    out.append(event({"tool_calls": [piece]}))
+        out.append(event({}, "tool_calls"))
+        if want_usage:
+            obj = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            data = f"data: {json.dumps(obj)}\n\n".encode()
+            out.append(b"%x\r\n%s\r\n" % (len(data), data))
+        done = b"data: [DONE]\n\n"
+        out.append(b"%x\r\n%s\r\n" % (len(done), done))
+        self._start_event_stream()
+        try:
+            for chunk in out:
+                self.wfile.write(chunk)
+                if opts.delay > 0:
+                    self.wfile.flush()
+                    time.sleep(opts.delay / 4)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _start_event_stream(self) -> None:
         self.send_response(200)

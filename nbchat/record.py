@@ -26,11 +26,12 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .types import Message, Reply, Usage
+from .toolcalls import from_message
+from .types import Message, Reply, ToolCall, Usage
 
 if TYPE_CHECKING:
     import sqlite3
@@ -203,6 +204,8 @@ class Exchange:
                 self.cached_tokens,
                 self.reasoning_tokens,
             )
+        request = json.loads(self.request)
+        steps, calls = _tool_steps(request)
         return Reply(
             text=self.reply or "",
             model=self.reply_model or self.model or "",
@@ -212,12 +215,39 @@ class Exchange:
             latency=self.latency,
             system_fingerprint=self.system_fingerprint,
             cost=self.cost,
-            request=json.loads(self.request),
+            request=request,
             estimated_tokens=self.estimated_tokens if usage is None else None,
+            tool_calls=calls,
+            steps=steps,
+            tool_rounds=sum(1 for m in steps if m.get("tool_calls")),
             reasoning=self.reasoning,
             reasoning_time=self.reasoning_time,
             answer_ttft=self.answer_ttft,
         )
+
+
+def _tool_steps(request: Any) -> tuple[tuple[dict[str, Any], ...], tuple[ToolCall, ...]]:
+    """The tool rounds of an exchange, from its last request body as sent: the messages
+    after the user's (assistant `tool_calls`, `tool` results), and the calls with results."""
+    messages = request.get("messages") if isinstance(request, dict) else None
+    if not isinstance(messages, list) or not request.get("tools"):
+        return (), ()
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    steps = tuple(m for m in messages[last + 1 :] if m.get("role") in ("assistant", "tool"))
+    results = {m.get("tool_call_id"): m.get("content") for m in steps if m.get("role") == "tool"}
+    calls = []
+    for message in steps:
+        for call in from_message(message):
+            result = results.get(call.id)
+            status = None
+            if isinstance(result, str):
+                status = (
+                    "declined"
+                    if result.startswith("declined:")
+                    else ("error" if result.startswith("error:") else "ran")
+                )
+            calls.append(replace(call, result=result, status=status))
+    return steps, tuple(calls)
 
 
 COLUMNS = ", ".join(f.name for f in fields(Exchange))

@@ -187,6 +187,26 @@ class LiveMarkdown:
             self._handle = self._display(data, raw=True, display_id=keep or None)
             self._outputs += 1
 
+    def restart(self, header: dict[str, str]) -> None:
+        """Start over below a new `header` (tool rounds: the text and cards so far).
+
+        The cell is cleared and shows `header`; later text streams as a new reply.
+        Not live, nothing is shown now: `finish` shows the header above the reply.
+        """
+        from IPython.display import clear_output
+
+        self.header = header
+        if not self.live:
+            self._outputs = max(self._outputs, 1)  # so finish() clears and shows the header
+            return
+        self.flush()
+        clear_output(wait=True)
+        self._display(header, raw=True)
+        self._splitter = BlockSplitter(self._splitter.max_open)
+        self._handle = None
+        self._pending.clear()
+        self._outputs = 1  # so finish() clears and shows the header again
+
     def finish(self, text: str, footer: Reply | None = None) -> None:
         """Leave one clean Markdown output with the whole `text`, then the footer."""
         if self._outputs:
@@ -258,6 +278,9 @@ def footer_text(reply: Reply) -> str:
         parts.append(f"{rate:.0f} tok/s")
     if reply.cost is not None:
         parts.append(f"${reply.cost:.6f}" if reply.cost < 0.01 else f"${reply.cost:.4f}")
+    if reply.tool_rounds:  # a turn that used tools: its calls and rounds
+        n, rounds = len(reply.tool_calls), reply.tool_rounds
+        parts.append(f"{n} tool call{'s' * (n != 1)} · {rounds} round{'s' * (rounds != 1)}")
     if reply.finish_reason not in (None, "stop"):
         parts.append(f"finish: {reply.finish_reason}")
     if reply.system_fingerprint:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .session import ChatSession
     from .structured import JsonMode
+    from .tools import ToolRunner
 
 __all__ = ["CellRequest", "cell_request", "preview"]
 
@@ -91,7 +92,10 @@ def cell_request(
 
 
 def preview(
-    session: ChatSession, settings: Settings, request: CellRequest
+    session: ChatSession,
+    settings: Settings,
+    request: CellRequest,
+    tools: ToolRunner | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(what `--dry-run` prints, the exact body): method, URL, headers with the key masked.
 
@@ -112,6 +116,8 @@ def preview(
     )
     if not request.stream:  # as ChatClient.complete sends it
         body = {**body, "stream": False}
+    if tools is not None:
+        body["tools"] = tools.schemas()
     client = session.client(settings)
     headers = {**client.headers(), "Content-Type": "application/json"}
     if settings.api_key:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .client import ChatClient, ChatStream
 from .config import Settings, with_limit_field
 from .conversation import Conversation, Turn
 from .errors import Interrupted, NbChatError, OptionError, StreamError
 from .pricing import estimate_cost
-from .types import Message, Reply
+from .types import Message, Reply, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from .tools import ToolRunner
 
 __all__ = ["ChatSession", "Recorder", "TurnOptions", "View"]
 
@@ -63,6 +66,7 @@ class TurnOptions:
     params: dict[str, Any] | None = None
     stream: bool = True
     cell_id: str | None = None
+    tools: ToolRunner | None = None  # functions the model may call (nbchat.tools)
 
 
 @dataclass
@@ -180,6 +184,7 @@ class ChatSession:
         stream: bool = True,
         cell_id: str | None = None,
         stop: threading.Event | None = None,
+        tools: ToolRunner | None = None,
     ) -> Reply:
         """Send one turn, show it in `view`, add it to the conversation and record it.
 
@@ -198,7 +203,9 @@ class ChatSession:
                 )
             self._running[conv.name] = _Running(stop=stop or threading.Event())
         try:
-            options = TurnOptions(model=model, params=params, stream=stream, cell_id=cell_id)
+            options = TurnOptions(
+                model=model, params=params, stream=stream, cell_id=cell_id, tools=tools
+            )
             return self._exchange(prompt, settings, view, conv, options)
         finally:
             with self._lock:
@@ -265,7 +272,11 @@ class ChatSession:
         conv: Conversation,
         options: TurnOptions,
     ) -> Reply:
-        """One exchange as sent and shown; `run` adds re-run and recording around it."""
+        """One exchange as sent and shown; `run` adds re-run and recording around it.
+
+        With `options.tools`, each reply that calls functions is answered with their
+        results and sent again (a round), until a reply calls none (see _rounds).
+        """
         settings.require_key()
         user = prompt if isinstance(prompt, Message) else Message("user", prompt)
         payload = self.build_payload(
@@ -276,9 +287,103 @@ class ChatSession:
             params=options.params,
             stream=options.stream,
         )
+        if options.tools is not None:
+            payload["tools"] = options.tools.schemas()
+        self._record_start(conv, user, payload, settings, options.cell_id)
+        reply = self._request(payload, settings, view, conv, user, options, ())
+        notes: list[str] = []  # shown below the reply (finish clears the cell first)
+        if options.tools is not None and reply.tool_calls:
+            reply = self._rounds(reply, payload, settings, view, conv, user, options, notes)
+        _details(view, reply)
+        view.finish(reply.text, reply if settings.show_usage else None)
+        for note in notes:  # the runner's own channel: a cell prints, the panel says
+            options.tools.notice(note) if options.tools is not None else self.notice(note)
+        self.last_reply = reply
+        conv.add(user, reply, options.cell_id)
+        return reply
+
+    def _rounds(
+        self,
+        reply: Reply,
+        payload: dict[str, Any],
+        settings: Settings,
+        view: View,
+        conv: Conversation,
+        user: Message,
+        options: TurnOptions,
+        notes: list[str],
+    ) -> Reply:
+        """Run the calls of `reply`, send the results, repeat; the last reply, summed.
+
+        A KeyboardInterrupt while a call is asked or runs ends the loop at once: the
+        conversation keeps the complete rounds only (as an interrupted turn).
+        """
+        runner = options.tools
+        assert runner is not None
+        base = payload["messages"]
+        steps: list[dict[str, Any]] = []
+        calls: list[ToolCall] = []
+        replies = [reply]
+        rounds = 0
+        while reply.tool_calls:
+            if rounds >= runner.max_rounds:
+                notes.append(
+                    f"stopped after {rounds} tool round{'s' * (rounds != 1)}: the model still "
+                    f"asked for {len(reply.tool_calls)} call(s) (ChatMagics.max_tool_rounds)"
+                )
+                break
+            try:
+                done = runner.run(reply)
+            except KeyboardInterrupt:
+                partial = _summed(replies, calls, steps, rounds, text="").with_(
+                    finish_reason="interrupted"
+                )
+                view.finish("", partial if settings.show_usage and steps else None)
+                self.last_reply = partial
+                if steps:
+                    conv.add(user, partial, options.cell_id)
+                raise Interrupted(
+                    f"interrupted in tool round {rounds + 1}",
+                    partial=partial,
+                    hint="the conversation keeps the complete rounds only"
+                    if steps
+                    else "the conversation is unchanged",
+                ) from None
+            rounds += 1
+            calls += done
+            steps.append(
+                {
+                    "role": "assistant",
+                    "content": reply.text or None,
+                    "tool_calls": [c.wire() for c in done],
+                }
+            )
+            steps += [c.message() for c in done]
+            payload = {**payload, "messages": [*base, *steps]}
+            reply = self._request(payload, settings, view, conv, user, options, tuple(steps))
+            replies.append(reply)
+        if runner.unanswered:
+            from .tools import NO_STDIN
+
+            notes.append(NO_STDIN)
+        return _summed(replies, calls, steps, rounds, text=reply.text)
+
+    def _request(
+        self,
+        payload: dict[str, Any],
+        settings: Settings,
+        view: View,
+        conv: Conversation,
+        user: Message,
+        options: TurnOptions,
+        steps: tuple[dict[str, Any], ...],
+    ) -> Reply:
+        """One request, streamed into `view` (not finished); interrupts keep the partial.
+
+        `steps`: the tool rounds before this request, kept with an interrupted partial.
+        """
         client = self.client(settings)
         cell_id = options.cell_id
-        self._record_start(conv, user, payload, settings, cell_id)
 
         def on_retry(reason: str, delay: float, attempt: int, attempts: int) -> None:
             view.status(f"{reason} — retrying in {delay:.1f} s, attempt {attempt} of {attempts}")
@@ -289,58 +394,54 @@ class ChatSession:
         footer = settings.show_usage
         if not options.stream:
             try:
-                reply = priced(client.complete(payload, on_retry=on_retry))
+                return priced(client.complete(payload, on_retry=on_retry))
             except (KeyboardInterrupt, NbChatError) as failed:
                 view.finish("")  # nothing to show; the retry status line goes
                 if isinstance(failed, KeyboardInterrupt):
-                    empty = Reply(text="", model=payload["model"], finish_reason="interrupted")
+                    empty = Reply(
+                        text="", model=payload["model"], finish_reason="interrupted", steps=steps
+                    )
+                    if steps:
+                        conv.add(user, empty, cell_id)
                     raise Interrupted(
                         "interrupted before any text arrived", partial=empty
                     ) from None
                 raise
-            _details(view, reply)
-            view.finish(reply.text, reply if footer else None)
-        else:
-            chat = client.stream(payload, on_retry=on_retry)
-            chat.on_delta = _thinking_to(view)
-            running = self._running[conv.name]
-            running.chat = chat
-            stop = running.stop
-            try:
-                if stop.is_set():  # stopped before the request went out: send none
+        chat = client.stream(payload, on_retry=on_retry)
+        chat.on_delta = _thinking_to(view)
+        running = self._running[conv.name]
+        running.chat = chat
+        stop = running.stop
+        try:
+            if stop.is_set():  # stopped before the request went out: send none
+                raise KeyboardInterrupt
+            for delta in chat:
+                view.feed(delta)
+                if stop.is_set():
                     raise KeyboardInterrupt
-                for delta in chat:
-                    view.feed(delta)
-                    if stop.is_set():
-                        raise KeyboardInterrupt
-                if stop.is_set():  # stopped before the first token
-                    raise KeyboardInterrupt
-            except (KeyboardInterrupt, NbChatError) as stopped:
-                if isinstance(stopped, KeyboardInterrupt) or stop.is_set():
-                    chat.close()
-                    partial = priced(chat.build_reply("interrupted"))
-                    _details(view, partial)
-                    view.finish(partial.text, partial if footer and partial.text else None)
-                    self.last_reply = partial
-                    if partial.text:
-                        conv.add(user, partial, cell_id)
-                    raise self._interrupted(chat, partial) from None
-                if isinstance(stopped, StreamError):
-                    stopped.partial = kept = priced(stopped.partial)
-                    _details(view, kept)
-                    view.finish(kept.text, kept if footer and kept.text else None)
-                    self.last_reply = kept
-                else:
-                    view.finish("")  # nothing to show; the retry status line goes
-                raise
-            finally:
-                running.chat = None
-            reply = priced(chat.reply)
-            _details(view, reply)
-            view.finish(reply.text, reply if footer else None)
-        self.last_reply = reply
-        conv.add(user, reply, cell_id)
-        return reply
+            if stop.is_set():  # stopped before the first token
+                raise KeyboardInterrupt
+        except (KeyboardInterrupt, NbChatError) as stopped:
+            if isinstance(stopped, KeyboardInterrupt) or stop.is_set():
+                chat.close()
+                partial = priced(chat.build_reply("interrupted")).with_(steps=steps, tool_calls=())
+                _details(view, partial)
+                view.finish(partial.text, partial if footer and partial.text else None)
+                self.last_reply = partial
+                if partial.text or steps:
+                    conv.add(user, partial, cell_id)
+                raise self._interrupted(chat, partial) from None
+            if isinstance(stopped, StreamError):
+                stopped.partial = kept = priced(stopped.partial)
+                _details(view, kept)
+                view.finish(kept.text, kept if footer and kept.text else None)
+                self.last_reply = kept
+            else:
+                view.finish("")  # nothing to show; the retry status line goes
+            raise
+        finally:
+            running.chat = None
+        return priced(chat.reply)
 
     @staticmethod
     def _interrupted(chat: ChatStream, partial: Reply) -> Interrupted:
@@ -358,6 +459,46 @@ class ChatSession:
             partial=partial,
             hint="the partial reply was kept in the conversation (finish_reason='interrupted')",
         )
+
+
+def _summed(
+    replies: list[Reply],
+    calls: list[ToolCall],
+    steps: list[dict[str, Any]],
+    rounds: int,
+    *,
+    text: str,
+) -> Reply:
+    """The last reply of a tool loop, with the usage, time and cost of every round."""
+    last = replies[-1]
+    usages = [r.usage for r in replies if r.usage is not None]
+    usage = None
+    if usages:
+        usage = Usage(
+            prompt_tokens=sum(u.prompt_tokens for u in usages),
+            completion_tokens=sum(u.completion_tokens for u in usages),
+            total_tokens=sum(u.total_tokens for u in usages),
+            cached_tokens=sum(u.cached_tokens or 0 for u in usages)
+            if any(u.cached_tokens is not None for u in usages)
+            else None,
+            reasoning_tokens=sum(u.reasoning_tokens or 0 for u in usages)
+            if any(u.reasoning_tokens is not None for u in usages)
+            else None,
+        )
+    costs = [r.cost for r in replies if r.cost is not None]
+    latencies = [r.latency for r in replies if r.latency is not None]
+    estimated = [r.estimated_tokens for r in replies if r.estimated_tokens]
+    return last.with_(
+        text=text,
+        usage=usage,
+        cost=sum(costs) if costs and len(costs) == len(replies) else None,
+        ttft=next((r.ttft for r in replies if r.ttft is not None), None),  # the first text
+        latency=sum(latencies) if latencies else None,
+        estimated_tokens=sum(estimated) if usage is None and estimated else None,
+        tool_calls=tuple(calls),
+        steps=tuple(steps),
+        tool_rounds=rounds,
+    )
 
 
 def _details(view: View, reply: Reply) -> None:

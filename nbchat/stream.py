@@ -23,6 +23,7 @@ from .estimate import estimate_completion_tokens
 from .failures import Retries, RetryNotice, empty_reply, media_kinds, server_text, trail
 from .reasoning import ThinkSplitter, reasoning_delta, split_message
 from .sse import iter_events
+from .toolcalls import ToolCallParts, from_message
 from .types import Reply, Usage
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ class ChatStream:
         self._progress = 0.0
         self._received = False  # any byte of the body (an empty 200 is told apart)
         self._one_body = False  # the reply came as one JSON body, not as events
+        self._tool_parts = ToolCallParts()  # streamed function calls (nbchat.toolcalls)
         # Reasoning (nbchat.reasoning): thinking beside or inside the content, kept apart.
         self._thinking: list[str] = []
         self._splitter = ThinkSplitter()
@@ -178,6 +180,7 @@ class ChatStream:
                 raise self._failure(broken)
             self.usage = self.finish_reason = self.fingerprint = None
             self._received = False
+            self._tool_parts = ToolCallParts()
             self._splitter, self._logprobs = ThinkSplitter(), []  # white space held back
         self._reply = self.build_reply(self.finish_reason)
 
@@ -328,6 +331,7 @@ class ChatStream:
         self.model, self.usage = reply.model, reply.usage
         self.finish_reason, self.fingerprint = reply.finish_reason, reply.system_fingerprint
         self._one_body = True
+        self._whole_calls = reply.tool_calls
         if reply.reasoning:
             self._think(0, reply.reasoning)
         if reply.logprobs is not None:
@@ -351,6 +355,8 @@ class ChatStream:
                 piece = delta.get("content")
                 if piece is not None and not isinstance(piece, str):
                     raise TypeError("content is not text")
+                if delta.get("tool_calls") and index == 0:  # choice 0's calls (nbchat.tools)
+                    self._tool_parts.add(delta["tool_calls"])
                 if not piece and any(v for k, v in delta.items() if k != "role"):
                     self._progress = time.perf_counter()  # reasoning, tool calls: data too
                 thought = reasoning_delta(delta)
@@ -436,6 +442,7 @@ class ChatStream:
             system_fingerprint=self.fingerprint,
             request=self.payload,
             estimated_tokens=estimated,
+            tool_calls=self._tool_parts.calls() or getattr(self, "_whole_calls", ()),
             reasoning=self.reasoning or None,
             reasoning_time=last - first if first is not None and last is not None else None,
             answer_ttft=self.answer_ttft,
@@ -548,6 +555,7 @@ def parse_completion(data: Any, body: dict[str, Any], latency: float | None) -> 
         latency=latency,
         system_fingerprint=data.get("system_fingerprint"),
         request=body,
+        tool_calls=from_message(message),
         reasoning=reasoning,
         logprobs=Logprobs.from_api(logprobs) if logprobs else None,
     )

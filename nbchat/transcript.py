@@ -127,6 +127,8 @@ class TurnView:
     def finish(self, text: str, footer: Reply | None = None) -> None:
         """One clean output with the whole reply replaces the streamed pieces."""
         pieces = self.body.children
-        self.body.children = reply_widgets(text, footer, self.remote_images)
+        kept = tuple(p for p in pieces if "nbchat-keep" in p._dom_classes)  # tool cards
+        self.body.children = (*kept, *reply_widgets(text, footer, self.remote_images))
         for piece in pieces:
-            piece.close()
+            if piece not in kept:
+                piece.close()

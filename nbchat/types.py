@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .logprobs import Logprobs
 
-__all__ = ["Message", "Reply", "Secret", "Usage"]
+__all__ = ["Message", "Reply", "Secret", "ToolCall", "Usage"]
 
 
 class Secret:
@@ -81,6 +81,36 @@ class Message:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One function call a model asked for, and (once run) what came of it.
+
+    `arguments` is the JSON text exactly as the model wrote it. `status` is None
+    until handled, then `ran` | `error` (the function raised, or the call could not
+    be made: bad arguments, unknown name) | `declined` (the user said no, or nobody
+    could be asked). `result` is the text sent back to the model.
+    """
+
+    id: str
+    name: str
+    arguments: str
+    result: str | None = None
+    status: str | None = None
+    seconds: float | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The call as an assistant message's `tool_calls` item."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+    def message(self) -> dict[str, Any]:
+        """The `tool` message that answers this call."""
+        return {"role": "tool", "tool_call_id": self.id, "content": self.result or ""}
+
+
+@dataclass(frozen=True)
 class Usage:
     """Token counts exactly as the server reported them (never estimated)."""
 
@@ -136,6 +166,13 @@ class Reply:
     #: Completion tokens estimated by nbchat when the server reported no usage
     #: (see nbchat.estimate); None when `usage` is known or nothing could be counted.
     estimated_tokens: int | None = None
+    #: Function calls: those this reply asks for (one request), or, for a turn that
+    #: used tools, every call of every round with its result (see nbchat.tools).
+    tool_calls: tuple[ToolCall, ...] = field(default=(), repr=False, compare=False)
+    #: The messages of the tool rounds before this reply's text (assistant messages
+    #: with `tool_calls`, then `tool` results), as sent; the conversation replays them.
+    steps: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
+    tool_rounds: int = 0
     #: What a reasoning model thought before answering (never sent back to the model),
     #: and for how long (seconds from its first to its last piece of thinking).
     reasoning: str | None = field(default=None, repr=False)

@@ -44,6 +44,7 @@ class ChatPanel:
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self.view: TurnView | None = None  # the last reply's
+        self.tool_view: Any = None  # the last reply's tool cards and buttons (toolpanel)
         self.name = "default"  # the conversation shown and continued here
         self.streaming: str | None = None  # the conversation a reply streams in
         self.stop_wanted = threading.Event()
@@ -135,6 +136,11 @@ class ChatPanel:
             message, receipt = self.magics._panel_context(
                 text, names, error, settings, name, self.model.value, params
             )
+            # ChatMagics.tools: each call that needs approval gets Approve / Deny buttons
+            # (nbchat.toolpanel); notes (the round limit) go to the status line
+            tools = self.magics._tool_runner(
+                None, self.model.value or settings.model, notice=self.say
+            )
         except NbChatError as failed:
             return self.say(f"nbchat: {failed}", error=True)
         if receipt is not None:
@@ -158,7 +164,12 @@ class ChatPanel:
             self._stop_if_wanted,
             remote_images=settings.load_remote_images,
         )
-        args = (message, settings, view, name, self.model.value, params, self.stop_wanted)
+        if tools is not None:
+            from .toolpanel import PanelTools
+
+            self.tool_view = PanelTools(body, self.stop_wanted)
+            tools.ask, tools.cards = self.tool_view.ask, self.tool_view
+        args = (message, settings, view, name, self.model.value, params, self.stop_wanted, tools)
         self._worker = threading.Thread(target=self._run, args=args, daemon=True)
         self._worker.start()
 
@@ -221,10 +232,17 @@ class ChatPanel:
     # -- the worker --------------------------------------------------------------
 
     def _run(self, message: Message, settings: Settings, view: TurnView, *args: Any) -> None:
-        name, model, params, stop = args
+        name, model, params, stop, tools = args
         try:
             self.session.run(
-                message, settings, view, conversation=name, model=model, params=params, stop=stop
+                message,
+                settings,
+                view,
+                conversation=name,
+                model=model,
+                params=params,
+                stop=stop,
+                tools=tools,
             )
             self._done(message, None)
         except Exception as error:  # a worker thread can only report in the panel
