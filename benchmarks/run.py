@@ -20,9 +20,10 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     __package__ = "benchmarks"
 
 from benchmarks import display_bytes, first_token, startup, throughput
+from benchmarks import map as map_suite
 from benchmarks.common import mock_server
 
-SUITES = ("throughput", "bytes", "first-token", "startup")
+SUITES = ("throughput", "bytes", "first-token", "map", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             _print(sections[-1])
         if "first-token" in chosen:
             sections.append(first_token.report(first_token.measure(url)))
+            _print(sections[-1])
+        if "map" in chosen:
+            sections.append(map_suite.report(map_suite.measure(url)))
             _print(sections[-1])
     if "startup" in chosen:
         sections.append(startup.report(startup.measure()))
