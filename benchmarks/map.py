@@ -137,8 +137,6 @@ def report(r: dict[str, Any]) -> list[str]:
             f"| {name} | {cpu[name] / n * 1e6:,.0f} µs | {n / wall[name]:,.0f} "
             f"| {cpu['nbchat.map'] / cpu[name]:.2f} |"
         )
-    sdk = (
-        f"{cpu['nbchat.map'] / cpu['openai SDK']:.2f}" if "openai SDK" in cpu else "not measured"
-    )
+    sdk = f"{cpu['nbchat.map'] / cpu['openai SDK']:.2f}" if "openai SDK" in cpu else "not measured"
     lines += ["", f"Target: nbchat.map CPU per request ≤ 1.0 x the SDK's (now {sdk})."]
     return lines

@@ -22,7 +22,7 @@ from IPython.core.interactiveshell import InteractiveShell
 ip = InteractiveShell.instance()
 started = time.process_time()
 {load}
-heavy = [m for m in ("httpx", "ipywidgets", "markdown_it") if m in sys.modules]
+heavy = [m for m in ("httpx", "httpx2", "ipywidgets", "markdown_it") if m in sys.modules]
 print(json.dumps({{"load": time.process_time() - started, "heavy": heavy}}))
 """
 KINDS = {

@@ -37,7 +37,7 @@ from .stream import ChatStream, parse_completion, without_stream_options
 from .types import Reply, Secret
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2 as httpx
 
 __all__ = ["ChatClient", "ChatStream", "RetryNotice", "parse_completion", "retry_delay"]
 
@@ -77,7 +77,7 @@ class ChatClient:
     def http(self) -> httpx.Client:
         """The shared httpx.Client, created on first use (httpx is imported here)."""
         if self._http is None:
-            import httpx
+            import httpx2 as httpx
 
             self._http = httpx.Client(
                 transport=self._transport,
@@ -124,7 +124,7 @@ class ChatClient:
 
     def list_models(self) -> list[dict[str, Any]]:
         """GET {base_url}/models: the `data` list, as the server sent it."""
-        import httpx
+        import httpx2 as httpx
 
         url = f"{self.base_url}/models"
         failed: httpx.HTTPError | None = None
@@ -149,7 +149,7 @@ class ChatClient:
 
     def _send(self, body: dict[str, Any], retries: Retries, *, stream: bool) -> httpx.Response:
         """POST, retrying retryable statuses and transport errors; raises mapped errors."""
-        import httpx
+        import httpx2 as httpx
 
         url = f"{self.base_url}/chat/completions"
         while True:
@@ -207,7 +207,7 @@ class ChatClient:
         return redact_error(error, self.api_key)
 
     def _transport_error(self, exc: Exception) -> NbChatError:
-        import httpx
+        import httpx2 as httpx
 
         if isinstance(exc, httpx.TimeoutException):
             return self._timeout_error(exc)
