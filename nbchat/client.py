@@ -37,9 +37,35 @@ from .stream import ChatStream, parse_completion, without_stream_options
 from .types import Reply, Secret
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx2 as httpx
 
-__all__ = ["ChatClient", "ChatStream", "RetryNotice", "parse_completion", "retry_delay"]
+__all__ = [
+    "ChatClient",
+    "ChatStream",
+    "RetryNotice",
+    "parse_completion",
+    "retry_delay",
+    "ssl_context",
+]
+
+_ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+
+
+def ssl_context() -> ssl.SSLContext:
+    """httpx2's default verifying context, made once per process (and per SSL_CERT_FILE /
+    SSL_CERT_DIR): loading the CA bundle costs ~50 ms of CPU, which every new client
+    (each `nbchat.map` call builds an async one) would otherwise pay again."""
+    import os
+
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    context = _ssl_contexts.get(key)
+    if context is None:
+        import httpx2
+
+        context = _ssl_contexts[key] = httpx2.create_ssl_context()
+    return context
 
 
 class ChatClient:
@@ -83,6 +109,7 @@ class ChatClient:
                 transport=self._transport,
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
                 headers=self.headers(),
+                verify=ssl_context(),
             )
         return self._http
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .client import ChatClient, parse_completion
+from .client import ChatClient, parse_completion, ssl_context
 from .errors import NbChatError
 from .failures import RETRY_STATUSES, retry_delay
 
@@ -150,6 +150,7 @@ async def run_requests(
         timeout=httpx.Timeout(client.timeout, connect=min(client.timeout, 10.0)),
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         transport=transport,
+        verify=ssl_context(),
     ) as http:
 
         async def worker() -> None:
