@@ -142,7 +142,9 @@ SUMS = (
 
 def summed(path, notebook: str, session: str | None = None) -> tuple:
     """The totals as version 2 computed them: a SUM over every row (the reference)."""
-    extra, args = ("", (notebook,)) if session is None else (" AND session = ?", (notebook, session))
+    extra, args = ("", (notebook,))
+    if session is not None:
+        extra, args = " AND session = ?", (notebook, session)
     with sqlite3.connect(path) as db:
         chat = db.execute(SUMS.format("exchanges", extra), args).fetchone()
         mapped = db.execute(SUMS.format("map_results", extra), args).fetchone()
