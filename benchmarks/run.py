@@ -21,9 +21,10 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import display_bytes, first_token, startup, throughput
 from benchmarks import map as map_suite
+from benchmarks import record_queries
 from benchmarks.common import mock_server
 
-SUITES = ("throughput", "bytes", "first-token", "map", "startup")
+SUITES = ("throughput", "bytes", "first-token", "map", "record", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         if "map" in chosen:
             sections.append(map_suite.report(map_suite.measure(url)))
             _print(sections[-1])
+    if "record" in chosen:
+        sections.append(record_queries.report(record_queries.measure()))
+        _print(sections[-1])
     if "startup" in chosen:
         sections.append(startup.report(startup.measure()))
         _print(sections[-1])

@@ -366,8 +366,9 @@ class Record:
                 raise sqlite3.DatabaseError(f"written by a newer nbchat (schema {version})")
             if 0 < version < SCHEMA_VERSION:
                 _migrate(db)
-            db.executescript(SCHEMA + TOTALS_SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:  # a new file (or one just migrated)
+                db.executescript(SCHEMA + TOTALS_SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             db.close()
             raise
