@@ -19,9 +19,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from benchmarks import display_bytes, first_token, startup, throughput
+from benchmarks import display_bytes, first_token, record_queries, startup, throughput
 from benchmarks import map as map_suite
-from benchmarks import record_queries
 from benchmarks.common import mock_server
 
 SUITES = ("throughput", "bytes", "first-token", "map", "record", "startup")

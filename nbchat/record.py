@@ -94,7 +94,6 @@ CREATE TABLE IF NOT EXISTS map_batches (
 """
 
 
-
 def _sums(row: str, sign: str, source: str) -> str:
     """SET clause adding (`sign` '+') or removing ('-') one row's share of the totals."""
     if source == "map":
