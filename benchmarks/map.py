@@ -5,8 +5,10 @@ on the same mock server (its own process), at the same concurrency.
 Every contender sends REQUESTS non-streamed requests with distinct prompts (so no
 cache answers for nbchat), CONCURRENCY at a time; rounds are interleaved so drift
 hits everyone alike. CPU time is this process's (all threads: nbchat's pool runs
-its event loop in a thread of its own). nbchat runs as `nbchat.map` is called from
-a script: a standalone session, its in-memory cache by exact request, no display.
+its event loop in a thread of its own). nbchat runs as in a notebook: the extension
+loaded, each finished reply written to the exchange record (its cache by exact
+request, in a temporary file here), no progress display; and once more with the
+cache in memory (as without the extension or with recording off).
 """
 
 from __future__ import annotations
@@ -77,16 +79,22 @@ def openai_sdk(url: str) -> Run:
     return run
 
 
-def nbchat_map(url: str) -> Run:
-    import os
-
+def nbchat_map(url: str, history: str, *, record: bool) -> Run:
+    """`nbchat.map` in a shell with the extension loaded (as in a notebook), its cache the
+    exchange record at `history` (`record=True`) or this process's memory."""
     import nbchat
+    from nbchat.results import MemoryCache
 
-    os.environ["OPENAI_BASE_URL"] = url
-    os.environ["OPENAI_API_KEY"] = "sk-bench"
+    from .common import nbchat_shell
+
+    ip, _ = nbchat_shell(url, live=False)
+    ip.run_line_magic("config", f"ChatMagics.history_path = {history!r}")
 
     def run(prompts: list[str]) -> list[str]:
-        results = nbchat.map("{}", prompts, model=MODEL, concurrency=CONCURRENCY, progress=False)
+        cache: Any = True if record else MemoryCache()
+        results = nbchat.map(
+            "{}", prompts, model=MODEL, concurrency=CONCURRENCY, progress=False, cache=cache
+        )
         if results.errors:
             raise RuntimeError(f"nbchat.map failed: {next(iter(results.errors.values()))}")
         return [t or "" for t in results.texts]
@@ -95,7 +103,24 @@ def nbchat_map(url: str) -> Run:
 
 
 def measure(url: str, rounds: int = ROUNDS) -> dict[str, Any]:
-    contenders: dict[str, Run] = {"nbchat.map": nbchat_map(url)}
+    import tempfile
+
+    from .common import nbchat_shell
+
+    magics = nbchat_shell(url, live=False)[0].find_cell_magic("chat").__self__
+    before = magics.history_path
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return _measure(url, f"{tmp}/history.sqlite", rounds)
+    finally:
+        magics.history_path = before
+
+
+def _measure(url: str, history: str, rounds: int) -> dict[str, Any]:
+    contenders: dict[str, Run] = {
+        "nbchat.map": nbchat_map(url, history, record=True),
+        "nbchat.map, cache in memory": nbchat_map(url, history, record=False),
+    }
     if has_openai():
         contenders["openai SDK"] = openai_sdk(url)
     contenders["raw httpx2"] = raw_httpx2(url)
@@ -129,7 +154,7 @@ def report(r: dict[str, Any]) -> list[str]:
         "| | client CPU per request | requests/s (wall) | nbchat.map ÷ this (CPU) |",
         "|---|---|---|---|",
     ]
-    for name in ("nbchat.map", "openai SDK", "raw httpx2"):
+    for name in ("nbchat.map", "nbchat.map, cache in memory", "openai SDK", "raw httpx2"):
         if name not in cpu:
             lines.append(f"| {name} | {NO_SDK} | | |")
             continue
