@@ -1,5 +1,5 @@
 """3. Time to the first rendered token: from running the `%%chat` cell to the first
-display message with reply text, against raw httpx's time from sending the
+display message with reply text, against raw httpx2's time from sending the
 request to parsing the first content delta. The server answers at once (ttft=0)
 and then waits between chunks, so the first token arrives alone."""
 
@@ -38,7 +38,7 @@ def nbchat_first_token(ip: Any, publisher: Any) -> float:
 
 
 def measure(url: str) -> dict[str, Any]:
-    import httpx
+    import httpx2 as httpx
 
     client = httpx.Client(timeout=60)
     ip, publisher = nbchat_shell(url, live=True)
@@ -49,17 +49,17 @@ def measure(url: str) -> dict[str, Any]:
     for _ in range(ROUNDS):
         nbchat.append(nbchat_first_token(ip, publisher))
         raw.append(raw_httpx_first_token(client, url))
-    return {"nbchat": median(nbchat), "raw httpx": median(raw)}
+    return {"nbchat": median(nbchat), "raw httpx2": median(raw)}
 
 
 def report(r: dict[str, Any]) -> list[str]:
-    added = (r["nbchat"] - r["raw httpx"]) * 1000
+    added = (r["nbchat"] - r["raw httpx2"]) * 1000
     return [
         f"### 3. Time to first token (server answers at once), median of {ROUNDS}",
         "",
         "| | first token |",
         "|---|---|",
         f"| `%%chat`: cell run → first Markdown on screen | {r['nbchat'] * 1000:.2f} ms |",
-        f"| raw httpx: request → first content parsed | {r['raw httpx'] * 1000:.2f} ms |",
+        f"| raw httpx2: request → first content parsed | {r['raw httpx2'] * 1000:.2f} ms |",
         f"| added by nbchat (target ≤ 2 ms) | {added:.2f} ms |",
     ]

@@ -19,10 +19,11 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from benchmarks import display_bytes, first_token, startup, throughput
+from benchmarks import display_bytes, first_token, record_queries, startup, throughput
+from benchmarks import map as map_suite
 from benchmarks.common import mock_server
 
-SUITES = ("throughput", "bytes", "first-token", "startup")
+SUITES = ("throughput", "bytes", "first-token", "map", "record", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         if "first-token" in chosen:
             sections.append(first_token.report(first_token.measure(url)))
             _print(sections[-1])
+        if "map" in chosen:
+            sections.append(map_suite.report(map_suite.measure(url)))
+            _print(sections[-1])
+    if "record" in chosen:
+        sections.append(record_queries.report(record_queries.measure()))
+        _print(sections[-1])
     if "startup" in chosen:
         sections.append(startup.report(startup.measure()))
         _print(sections[-1])

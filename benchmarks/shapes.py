@@ -66,4 +66,7 @@ _mock_reply_pieces = mockserver.reply_pieces
 
 if __name__ == "__main__":
     mockserver.reply_pieces = reply_pieces
+    # The map benchmark opens 32+ connections at once: socketserver's default listen
+    # backlog of 5 would drop some of them (a client sees a reset or a 1 s SYN retry).
+    mockserver._Server.request_queue_size = 256
     raise SystemExit(mockserver.main())

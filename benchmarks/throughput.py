@@ -1,5 +1,5 @@
 """1. Streaming throughput: `%%chat` (parse + live render in an InteractiveShell) against
-the official openai SDK iterating the same stream and raw httpx `iter_lines` +
+the official openai SDK iterating the same stream and raw httpx2 `iter_lines` +
 `json.loads`, on a 20,000-chunk reply with no server delay.
 
 The client's CPU time is what is compared: with no delay the mock server (in its
@@ -21,8 +21,8 @@ ROUNDS = 11  # this machine is noisy: the ratio of medians of 5 varied 1.0-1.9
 
 
 def raw_httpx(url: str) -> Callable[[], str]:
-    """The floor: one reused httpx.Client, iter_lines, json.loads, pick the content."""
-    import httpx
+    """The floor: one reused httpx2.Client, iter_lines, json.loads, pick the content."""
+    import httpx2 as httpx
 
     client = httpx.Client(timeout=60)
     body = {"model": MODEL, "messages": MESSAGES, "stream": True}
@@ -77,7 +77,7 @@ def measure(url: str) -> dict[str, Any]:
     contenders = {"nbchat": nbchat(url)}
     if has_openai():  # a baseline only: without it its row says how to install it
         contenders["openai SDK"] = openai_sdk(url)
-    contenders["raw httpx"] = raw_httpx(url)
+    contenders["raw httpx2"] = raw_httpx(url)
     texts = {name: run() for name, run in contenders.items()}  # warm up, and check
     if len(set(texts.values())) != 1:
         raise RuntimeError("the contenders did not receive the same reply")
@@ -106,7 +106,7 @@ def report(r: dict[str, Any]) -> list[str]:
         "| | client CPU | µs per chunk | nbchat ÷ this (CPU) | wall |",
         "|---|---|---|---|---|",
     ]
-    for name in ("nbchat", "openai SDK", "raw httpx"):
+    for name in ("nbchat", "openai SDK", "raw httpx2"):
         if name not in cpu:
             lines.append(f"| {name} | {NO_SDK} | | | |")
             continue
@@ -118,7 +118,7 @@ def report(r: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"Targets: nbchat ≤ 0.1 x the SDK (now {sdk}) and "
-        f"≤ 1.3 x raw httpx (now {cpu['nbchat'] / cpu['raw httpx']:.2f}). CPU time of this "
+        f"≤ 1.3 x raw httpx2 (now {cpu['nbchat'] / cpu['raw httpx2']:.2f}). CPU time of this "
         "process is the measure: wall time is bounded by how fast the mock server writes.",
     ]
     return lines

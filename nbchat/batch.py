@@ -26,6 +26,7 @@ from .results import (
     BatchResults,
     MemoryCache,
     ResultCache,
+    cached,
     request_key,
 )
 from .types import Reply
@@ -177,8 +178,9 @@ def map(
     results: list[BatchResult | None] = [None] * len(bodies)
     tally = Tally(total=len(bodies))
     todo: dict[str, list[int]] = {}  # key -> the items sharing that exact request
+    hits = cached(store, keys) if store is not None else {}
     for i, key in enumerate(keys):
-        hit = store.get(key) if store is not None else None
+        hit = hits.get(key)
         if hit is not None:
             results[i] = BatchResult(i, labels[i], values[i], prompts[i], hit, cached=True)
             tally.add(cached=True)

@@ -32,7 +32,7 @@ from .failures import RETRY_STATUSES, retry_delay, server_text
 from .progress import Tally
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2 as httpx
 
     from .types import Reply
 
@@ -111,7 +111,7 @@ def split(jobs: list[Job]) -> tuple[list[tuple[list[Job], bytes]], list[tuple[in
 
 def _call(client: ChatClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
     """One API call with the client's headers, retries and error mapping."""
-    import httpx
+    import httpx2 as httpx
 
     attempts = client.max_retries + 1
     for attempt in range(1, attempts + 1):

@@ -37,9 +37,35 @@ from .stream import ChatStream, parse_completion, without_stream_options
 from .types import Reply, Secret
 
 if TYPE_CHECKING:
-    import httpx
+    import ssl
 
-__all__ = ["ChatClient", "ChatStream", "RetryNotice", "parse_completion", "retry_delay"]
+    import httpx2 as httpx
+
+__all__ = [
+    "ChatClient",
+    "ChatStream",
+    "RetryNotice",
+    "parse_completion",
+    "retry_delay",
+    "ssl_context",
+]
+
+_ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+
+
+def ssl_context() -> ssl.SSLContext:
+    """httpx2's default verifying context, made once per process (and per SSL_CERT_FILE /
+    SSL_CERT_DIR): loading the CA bundle costs ~50 ms of CPU, which every new client
+    (each `nbchat.map` call builds an async one) would otherwise pay again."""
+    import os
+
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    context = _ssl_contexts.get(key)
+    if context is None:
+        import httpx2
+
+        context = _ssl_contexts[key] = httpx2.create_ssl_context()
+    return context
 
 
 class ChatClient:
@@ -77,12 +103,13 @@ class ChatClient:
     def http(self) -> httpx.Client:
         """The shared httpx.Client, created on first use (httpx is imported here)."""
         if self._http is None:
-            import httpx
+            import httpx2 as httpx
 
             self._http = httpx.Client(
                 transport=self._transport,
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
                 headers=self.headers(),
+                verify=ssl_context(),
             )
         return self._http
 
@@ -124,7 +151,7 @@ class ChatClient:
 
     def list_models(self) -> list[dict[str, Any]]:
         """GET {base_url}/models: the `data` list, as the server sent it."""
-        import httpx
+        import httpx2 as httpx
 
         url = f"{self.base_url}/models"
         failed: httpx.HTTPError | None = None
@@ -149,7 +176,7 @@ class ChatClient:
 
     def _send(self, body: dict[str, Any], retries: Retries, *, stream: bool) -> httpx.Response:
         """POST, retrying retryable statuses and transport errors; raises mapped errors."""
-        import httpx
+        import httpx2 as httpx
 
         url = f"{self.base_url}/chat/completions"
         while True:
@@ -207,7 +234,7 @@ class ChatClient:
         return redact_error(error, self.api_key)
 
     def _transport_error(self, exc: Exception) -> NbChatError:
-        import httpx
+        import httpx2 as httpx
 
         if isinstance(exc, httpx.TimeoutException):
             return self._timeout_error(exc)

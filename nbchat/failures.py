@@ -32,7 +32,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2 as httpx
 
     from .types import Secret
 
@@ -128,7 +128,7 @@ def describe_status(status: int) -> str:
 
 
 def describe_transport_error(exc: Exception) -> str:
-    import httpx
+    import httpx2 as httpx
 
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import linecache
 import sys
-import sysconfig
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +100,8 @@ def _cell_label(shell: Any, filename: str) -> str | None:
 
 
 def _library_dirs() -> tuple[str, ...]:
+    import sysconfig  # not at load: %load_ext imports this module to watch for errors
+
     paths = sysconfig.get_paths()
     dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     return (*sorted(dirs), "<frozen ")

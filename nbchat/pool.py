@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .client import ChatClient, parse_completion
+from .client import ChatClient, parse_completion, ssl_context
 from .errors import NbChatError
 from .failures import RETRY_STATUSES, retry_delay
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2 as httpx
 
     from .types import Reply
 
@@ -91,7 +91,7 @@ async def _one(
     http: httpx.AsyncClient, client: ChatClient, limiter: Limiter, body: dict[str, Any]
 ) -> Outcome:
     """Send one request until it succeeds, fails for good, or runs out of retries."""
-    import httpx
+    import httpx2 as httpx
 
     url = f"{client.base_url}/chat/completions"
     failures = limited = 0
@@ -141,7 +141,7 @@ async def run_requests(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
     """Send every (index, body) job; `on_done(index, outcome)` as each one finishes."""
-    import httpx
+    import httpx2 as httpx
 
     limiter = limiter or Limiter(concurrency)
     queue = iter(jobs)
@@ -150,6 +150,7 @@ async def run_requests(
         timeout=httpx.Timeout(client.timeout, connect=min(client.timeout, 10.0)),
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         transport=transport,
+        verify=ssl_context(),
     ) as http:
 
         async def worker() -> None:

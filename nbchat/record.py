@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "Record", "Totals", "default_history_path", "user_data_dir"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another kernel's transaction
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -98,6 +98,118 @@ CREATE TABLE IF NOT EXISTS map_batches (
 """
 
 
+def _sums(row: str, sign: str, source: str) -> str:
+    """SET clause adding (`sign` '+') or removing ('-') one row's share of the totals."""
+    if source == "map":
+        estimated = "estimated = estimated, estimated_tokens = estimated_tokens"
+    else:
+        estimated = (
+            f"estimated = estimated {sign} ({row}.total_tokens IS NULL "
+            f"AND {row}.estimated_tokens IS NOT NULL), "
+            f"estimated_tokens = estimated_tokens {sign} CASE WHEN {row}.total_tokens IS NULL "
+            f"THEN COALESCE({row}.estimated_tokens, 0) ELSE 0 END"
+        )
+    return (
+        f"exchanges = exchanges {sign} 1, "
+        f"prompt_tokens = prompt_tokens {sign} COALESCE({row}.prompt_tokens, 0), "
+        f"completion_tokens = completion_tokens {sign} COALESCE({row}.completion_tokens, 0), "
+        f"total_tokens = total_tokens {sign} COALESCE({row}.total_tokens, 0), "
+        f"cost = cost {sign} COALESCE({row}.cost, 0), "
+        f"priced = priced {sign} ({row}.cost IS NOT NULL), "
+        f"unpriced = unpriced {sign} ({row}.total_tokens IS NOT NULL AND {row}.cost IS NULL), "
+        f"without_usage = without_usage {sign} ({row}.total_tokens IS NULL), {estimated}"
+    )
+
+
+def _apply(row: str, sign: str, source: str) -> str:
+    """Statements adding/removing `row` to its (notebook, session) and (notebook, '*') totals."""
+    return "".join(
+        f"INSERT OR IGNORE INTO usage_totals (notebook, session, source) "
+        f"VALUES ({row}.notebook, {session}, '{source}'); "
+        f"UPDATE usage_totals SET {_sums(row, sign, source)} WHERE notebook = {row}.notebook "
+        f"AND session = {session} AND source = '{source}'; "
+        for session in (f"{row}.session", "'*'")
+    )
+
+
+_TOKENS = "prompt_tokens, completion_tokens, total_tokens, cost, notebook, session"
+
+#: Version 4 (`_index_and_total`): indexes for `%chat log` (newest rows of a notebook),
+#: `%chat resume` (the last kept row of each conversation, exchanges left streaming),
+#: and running totals kept by triggers, so `%chat usage` reads a few rows instead of
+#: summing every exchange. Session '*' holds the notebook's totals over all sessions.
+TOTALS_SCHEMA = f"""
+CREATE INDEX IF NOT EXISTS exchanges_by_recent ON exchanges (notebook, id);
+CREATE INDEX IF NOT EXISTS exchanges_kept ON exchanges (notebook, conversation, id)
+    WHERE kept = 1;
+CREATE INDEX IF NOT EXISTS exchanges_streaming ON exchanges (notebook, session)
+    WHERE status = 'streaming';
+CREATE TABLE IF NOT EXISTS usage_totals (
+    notebook TEXT NOT NULL,
+    session TEXT NOT NULL,
+    source TEXT NOT NULL,
+    exchanges INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    total_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    priced INTEGER NOT NULL DEFAULT 0,
+    unpriced INTEGER NOT NULL DEFAULT 0,
+    without_usage INTEGER NOT NULL DEFAULT 0,
+    estimated INTEGER NOT NULL DEFAULT 0,
+    estimated_tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (notebook, session, source)
+);
+CREATE TRIGGER IF NOT EXISTS exchanges_total_insert AFTER INSERT ON exchanges
+BEGIN {_apply("NEW", "+", "chat")} END;
+CREATE TRIGGER IF NOT EXISTS exchanges_total_update
+AFTER UPDATE OF {_TOKENS}, estimated_tokens ON exchanges
+BEGIN {_apply("OLD", "-", "chat")}{_apply("NEW", "+", "chat")} END;
+CREATE TRIGGER IF NOT EXISTS exchanges_total_delete AFTER DELETE ON exchanges
+BEGIN {_apply("OLD", "-", "chat")} END;
+CREATE TRIGGER IF NOT EXISTS map_results_total_insert AFTER INSERT ON map_results
+BEGIN {_apply("NEW", "+", "map")} END;
+CREATE TRIGGER IF NOT EXISTS map_results_total_update AFTER UPDATE OF {_TOKENS} ON map_results
+BEGIN {_apply("OLD", "-", "map")}{_apply("NEW", "+", "map")} END;
+CREATE TRIGGER IF NOT EXISTS map_results_total_delete AFTER DELETE ON map_results
+BEGIN {_apply("OLD", "-", "map")} END;
+"""
+
+
+def _statements(script: str) -> list[str]:
+    """`script` cut into whole statements (`executescript` would commit the migration's
+    transaction first)."""
+    import sqlite3
+
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
+
+
+def _fill_totals(db: sqlite3.Connection, table: str, source: str) -> None:
+    estimated = (
+        "COALESCE(SUM(total_tokens IS NULL AND estimated_tokens IS NOT NULL), 0), "
+        "COALESCE(SUM(CASE WHEN total_tokens IS NULL THEN estimated_tokens END), 0)"
+        if source == "chat"
+        else "0, 0"
+    )
+    sums = (
+        "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+        "COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost), 0), COUNT(cost), "
+        "COALESCE(SUM(total_tokens IS NOT NULL AND cost IS NULL), 0), "
+        f"COALESCE(SUM(total_tokens IS NULL), 0), {estimated}"
+    )
+    for session, group in (("session", "notebook, session"), ("'*'", "notebook")):
+        db.execute(
+            f"INSERT INTO usage_totals SELECT notebook, {session}, '{source}', {sums} "
+            f"FROM {table} GROUP BY {group}"
+        )
+
+
 def _add_estimated_tokens(db: sqlite3.Connection) -> None:
     """Version 2: completion tokens nbchat estimated when a server reported no usage."""
     db.execute("ALTER TABLE exchanges ADD COLUMN estimated_tokens INTEGER")
@@ -111,8 +223,18 @@ def _add_reasoning(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE exchanges ADD COLUMN answer_ttft REAL")
 
 
+def _index_and_total(db: sqlite3.Connection) -> None:
+    """Version 4: indexes for log and resume, running totals for usage (TOTALS_SCHEMA),
+    filled from the rows already there."""
+    for statement in _statements(TOTALS_SCHEMA):
+        db.execute(statement)
+    db.execute("DELETE FROM usage_totals")
+    _fill_totals(db, "exchanges", "chat")
+    _fill_totals(db, "map_results", "map")
+
+
 #: MIGRATIONS[v - 2] brings a record of schema version v - 1 to version v.
-MIGRATIONS = [_add_estimated_tokens, _add_reasoning]
+MIGRATIONS = [_add_estimated_tokens, _add_reasoning, _index_and_total]
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -290,8 +412,9 @@ class Record:
                 raise sqlite3.DatabaseError(f"written by a newer nbchat (schema {version})")
             if 0 < version < SCHEMA_VERSION:
                 _migrate(db)
-            db.executescript(SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:  # a new file (or one just migrated)
+                db.executescript(SCHEMA + TOTALS_SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             db.close()
             raise
@@ -365,12 +488,29 @@ class Record:
         return rows[::-1]
 
     def conversations(self, notebook: str, session: str) -> dict[str, list[Exchange]]:
-        """Each conversation of `notebook` as earlier kernels (not `session`) left it."""
-        last = self._read(
-            f"SELECT {COLUMNS} FROM exchanges WHERE id IN (SELECT MAX(id) FROM exchanges "
-            "WHERE notebook = ? AND session <> ? AND kept = 1 GROUP BY conversation) ORDER BY id",
-            (notebook, session),
+        """Each conversation of `notebook` as earlier kernels (not `session`) left it.
+
+        Indexed: the names are walked one index seek each (SQLite does no skip-scan
+        for DISTINCT), then each conversation's last kept row is found from its end.
+        """
+        names = self.query(
+            "WITH RECURSIVE names(name) AS ("
+            "SELECT MIN(conversation) FROM exchanges WHERE notebook = ?1 AND kept = 1 "
+            "UNION ALL SELECT (SELECT MIN(conversation) FROM exchanges "
+            "WHERE notebook = ?1 AND kept = 1 AND conversation > names.name) "
+            "FROM names WHERE names.name IS NOT NULL) "
+            "SELECT name FROM names WHERE name IS NOT NULL",
+            (notebook,),
         )
+        last: list[Exchange] = []
+        for (name,) in names:
+            last += self._read(
+                f"SELECT {COLUMNS} FROM exchanges INDEXED BY exchanges_kept "
+                "WHERE notebook = ? AND conversation = ? AND kept = 1 AND session <> ? "
+                "ORDER BY id DESC LIMIT 1",
+                (notebook, name, session),
+            )
+        last.sort(key=lambda row: row.id)
         out: dict[str, list[Exchange]] = {}
         for row in last:
             ids = [*row.context_ids, row.id]
@@ -389,29 +529,19 @@ class Record:
 
         Chat exchanges and the requests nbchat.map paid for (each cached result once).
         """
-        where: str = "notebook = ?"
-        args: tuple[str, ...] = (notebook,)
-        if session is not None:
-            where += " AND session = ?"
-            args = (notebook, session)
-        sums = (
-            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), "
-            "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), SUM(cost), "
-            "COALESCE(SUM(total_tokens IS NOT NULL AND cost IS NULL), 0), "
-            "COALESCE(SUM(total_tokens IS NULL), 0) FROM {} WHERE " + where
-        )
-        (chat,) = self.query(sums.format("exchanges"), args)
-        (mapped,) = self.query(sums.format("map_results"), args)
-        costs = [c for c in (chat[4], mapped[4]) if c is not None]
+        sums = {"chat": (0,) * 10, "map": (0,) * 10}
+        for source, *values in self.query(
+            "SELECT source, exchanges, prompt_tokens, completion_tokens, total_tokens, cost, "
+            "priced, unpriced, without_usage, estimated, estimated_tokens FROM usage_totals "
+            "WHERE notebook = ? AND session = ?",
+            (notebook, "*" if session is None else session),
+        ):
+            sums[source] = tuple(values)
+        chat, mapped = sums["chat"], sums["map"]
         count, prompt, completion, total = (chat[i] + mapped[i] for i in range(4))
-        unpriced, without = chat[5] + mapped[5], chat[6] + mapped[6]
-        cost = sum(costs) if costs else None
-        ((estimated, estimated_tokens),) = self.query(
-            "SELECT COUNT(*), COALESCE(SUM(estimated_tokens), 0) FROM exchanges WHERE "
-            + where
-            + " AND total_tokens IS NULL AND estimated_tokens IS NOT NULL",
-            args,
-        )
+        cost = chat[4] + mapped[4] if chat[5] + mapped[5] else None
+        unpriced, without = chat[6] + mapped[6], chat[7] + mapped[7]
+        estimated, estimated_tokens = chat[8], chat[9]
         return Totals(
             count,
             prompt,

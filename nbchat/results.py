@@ -25,6 +25,7 @@ __all__ = [
     "MemoryCache",
     "ResultCache",
     "Results",
+    "cached",
     "request_key",
 ]
 
@@ -35,10 +36,22 @@ COLUMNS = ("reply", "error", "latency", "prompt_tokens", "completion_tokens", "c
 
 
 class ResultCache(Protocol):
-    """Where finished replies are kept between runs, keyed by `request_key`."""
+    """Where finished replies are kept between runs, keyed by `request_key`.
+
+    A cache may also offer `get_many(keys) -> {key: reply}`, which `map` then uses to
+    look up all its requests at once."""
 
     def get(self, key: str) -> Reply | None: ...
     def put(self, key: str, reply: Reply) -> None: ...
+
+
+def cached(store: ResultCache, keys: list[str]) -> dict[str, Reply]:
+    """The replies `store` holds for `keys` (through `get_many` when it has one)."""
+    unique = list(dict.fromkeys(keys))
+    many = getattr(store, "get_many", None)
+    if many is not None:
+        return dict(many(unique))
+    return {key: reply for key in unique if (reply := store.get(key)) is not None}
 
 
 class MemoryCache:
@@ -55,6 +68,14 @@ class MemoryCache:
             if reply is not None:
                 self._items.move_to_end(key)
             return reply
+
+    def get_many(self, keys: list[str]) -> dict[str, Reply]:
+        """The cached replies among `keys` (one lock for all of them)."""
+        with self._lock:
+            found = {key: self._items[key] for key in keys if key in self._items}
+            for key in found:
+                self._items.move_to_end(key)
+            return found
 
     def put(self, key: str, reply: Reply) -> None:
         with self._lock:

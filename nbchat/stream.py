@@ -27,7 +27,7 @@ from .toolcalls import ToolCallParts, from_message
 from .types import Reply, Usage
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2 as httpx
 
     from .client import ChatClient
 
@@ -64,7 +64,7 @@ class _Broken(Exception):
     @classmethod
     def transport(cls, exc: Exception) -> _Broken:
         """An httpx error while reading the body: a timeout, or the connection closed."""
-        import httpx
+        import httpx2 as httpx
 
         return cls("timeout" if isinstance(exc, httpx.TimeoutException) else "closed", exc=exc)
 
@@ -190,7 +190,7 @@ class ChatStream:
         return _Broken(kind, key.redact(detail) if key else detail)
 
     def _read(self, response: httpx.Response) -> Iterator[str]:
-        import httpx
+        import httpx2 as httpx
 
         parts = self._parts
         loads = json.loads
@@ -293,7 +293,7 @@ class ChatStream:
         The time limit is a timer that shuts the socket down, as `close()` does from
         another thread; the reply is complete either way.
         """
-        import httpx
+        import httpx2 as httpx
 
         timer = None
         if _socket(response) is not None:
@@ -314,7 +314,7 @@ class ChatStream:
 
     def _whole(self, response: httpx.Response) -> Iterator[str]:
         """A complete `chat.completion` answering a streaming request: its text at once."""
-        import httpx
+        import httpx2 as httpx
 
         try:
             data = json.loads(response.read())

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import httpx
+import httpx2 as httpx
 import pandas as pd
 import pytest
 
@@ -201,6 +201,30 @@ def test_live_progress_bar_ends_as_a_summary_line(ip, server, mock):
     assert "application/vnd.jupyter.widget-view+json" in first.data  # the bar while running
     assert last.update and "3/3 done" in last.data["text/plain"]  # replaced by the summary
     assert "nbchat-progress" in last.data["text/html"]
+
+
+def test_a_long_live_map_sends_no_display_message_per_item(ip, server, mock, monkeypatch):
+    """300 items: the bar and its summary are the only outputs, and the bar is redrawn
+    only by the caller's thread on its timer (`run_in_thread`'s tick), never per reply."""
+    import threading
+
+    from nbchat.progress import Progress
+
+    shown: list[str] = []
+    real = Progress.show
+
+    def show(self, *, force=False):
+        shown.append(threading.current_thread().name)
+        real(self, force=force)
+
+    monkeypatch.setattr(Progress, "show", show)
+    run(ip, "%config ChatMagics.display_mode = 'live'")
+    items = [f"n{i}" for i in range(300)]
+    result, captured = run(ip, f"import nbchat\nr = nbchat.map('Hi {{}}', {items!r})")
+    assert result.error_in_exec is None
+    assert len(ip.user_ns["r"]) == 300 and not ip.user_ns["r"].errors
+    assert len(captured.outputs) == 2  # the bar, then its summary line
+    assert set(shown) == {threading.current_thread().name}
 
 
 def test_a_429_pauses_the_whole_pool_for_its_retry_after():

@@ -101,7 +101,7 @@ def test_models_where_the_server_has_no_such_endpoint(ip, server):
     ("body", "words"), [({"data": []}, "lists no models"), ({"data": "x"}, "model list")]
 )
 def test_models_with_an_empty_or_odd_answer(body, words):
-    httpx = pytest.importorskip("httpx")
+    httpx = pytest.importorskip("httpx2")
     from nbchat.client import ChatClient
     from nbchat.tables import models_table
 

@@ -534,7 +534,7 @@ def test_saved_notebook_keeps_no_status_line(server, tmp_path):
 
 
 def test_mock_fault_options_are_checked(server):
-    import httpx
+    import httpx2 as httpx
 
     for bad in ("status=200", "status=abc", "cut=-1", "fail_times=0", "stall=maybe"):
         response = httpx.post(
@@ -546,7 +546,7 @@ def test_mock_fault_options_are_checked(server):
 
 
 def test_mock_fail_times_counts_per_option_string_until_cleared(server):
-    import httpx
+    import httpx2 as httpx
 
     def status(model: str) -> int:
         body = {"model": model, "messages": [{"role": "user", "content": "x"}]}
@@ -563,7 +563,7 @@ def test_mock_fail_times_counts_per_option_string_until_cleared(server):
 
 
 def test_mock_server_stops_while_a_client_is_stalled():
-    import httpx
+    import httpx2 as httpx
 
     outcome: list[BaseException] = []
 

@@ -216,6 +216,22 @@ def test_record_cache_round_trips_replies_and_survives_a_new_instance(tmp_path):
     assert fresh.record.totals("nb", "s2").exchanges == 0
 
 
+def test_record_cache_looks_up_many_keys_at_once_and_falls_back_when_broken(tmp_path):
+    replies = {f"k{i}": Reply(text=f"r{i}", model="m") for i in range(1203)}
+    record = Record(tmp_path / "h.sqlite")
+    cache = RecordCache(record, notebook="nb", session="s", fallback=MemoryCache())
+    for key, reply in replies.items():
+        cache.put(key, reply)
+    keys = [*replies, "missing"]  # more than one statement's worth (500 per SELECT)
+    assert cache.get_many(keys) == replies
+    record.close()  # from here every statement fails: the memory fallback answers
+    told: list[str] = []
+    cache._notice = told.append
+    cache.fallback.put("k1", replies["k1"])
+    assert cache.get_many(keys) == {"k1": replies["k1"]}
+    assert cache.broken and len(told) == 1
+
+
 # -- the configured request fields ----------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from nbchat.mockserver import MockServer, Received, mock_reply, prompt_tokens, reply_pieces

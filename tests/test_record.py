@@ -128,3 +128,147 @@ def test_default_path_is_in_the_data_dir_unless_the_environment_says(monkeypatch
     assert Path(default_history_path()) == user_data_dir() / "history.sqlite"
     monkeypatch.setenv("NBCHAT_HISTORY_PATH", str(tmp_path / "x.sqlite"))
     assert default_history_path() == str(tmp_path / "x.sqlite")
+
+
+# -- version 4: indexed queries and running totals ------------------------------------------
+
+SUMS = (
+    "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+    "COALESCE(SUM(total_tokens), 0), SUM(cost), "
+    "COALESCE(SUM(total_tokens IS NOT NULL AND cost IS NULL), 0), "
+    "COALESCE(SUM(total_tokens IS NULL), 0) FROM {} WHERE notebook = ?{}"
+)
+
+
+def summed(path, notebook: str, session: str | None = None) -> tuple:
+    """The totals as version 2 computed them: a SUM over every row (the reference)."""
+    extra, args = ("", (notebook,))
+    if session is not None:
+        extra, args = " AND session = ?", (notebook, session)
+    with sqlite3.connect(path) as db:
+        chat = db.execute(SUMS.format("exchanges", extra), args).fetchone()
+        mapped = db.execute(SUMS.format("map_results", extra), args).fetchone()
+        estimated = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(estimated_tokens), 0) FROM exchanges WHERE notebook = ?"
+            + extra
+            + " AND total_tokens IS NULL AND estimated_tokens IS NOT NULL",
+            args,
+        ).fetchone()
+    costs = [c for c in (chat[4], mapped[4]) if c is not None]
+    return (
+        *(chat[i] + mapped[i] for i in range(4)),
+        round(sum(costs), 12) if costs else None,
+        chat[5] + mapped[5],
+        chat[6] + mapped[6],
+        mapped[0],
+        *estimated,
+    )
+
+
+def as_tuple(totals) -> tuple:
+    values = list(vars(totals).values())
+    values[4] = round(values[4], 12) if values[4] is not None else None
+    return tuple(values)
+
+
+def fill(record: Record, rows: int = 60) -> None:
+    """Chat rows in two notebooks and sessions (priced, unpriced, estimated, failed,
+    still streaming), and map results."""
+    for n in range(rows):
+        row = record.start(
+            notebook=f"nb{n % 2}",
+            session=f"s{n % 3}",
+            conversation="default",
+            prompt=json.dumps({"role": "user", "content": str(n)}),
+            request="{}",
+        )
+        if n % 7 == 6:
+            continue  # left streaming
+        usage = {"prompt_tokens": n, "completion_tokens": 2 * n, "total_tokens": 3 * n}
+        if n % 5 == 0:
+            record.finish(row, status="complete", kept=1, estimated_tokens=n)
+        elif n % 5 == 1:
+            record.finish(row, status="failed", error="no")
+        else:
+            record.finish(row, status="complete", kept=1, cost=n / 1000 if n % 3 else None, **usage)
+        if n % 4 == 0:
+            record.query(
+                "INSERT OR IGNORE INTO map_results (key, notebook, session, created, reply, "
+                "prompt_tokens, completion_tokens, total_tokens, cost) "
+                "VALUES (?, ?, ?, 0, '{}', ?, ?, ?, ?)",
+                (f"k{n}", f"nb{n % 2}", f"s{n % 3}", n, n, 2 * n, n / 500 if n % 8 else None),
+            )
+
+
+def test_usage_totals_kept_by_triggers_match_summing_every_row(tmp_path):
+    path = tmp_path / "h.sqlite"
+    record = Record(path)
+    fill(record)
+    record.abandon("nb0", "s9")  # status changes leave the sums alone
+    record.forget("nb1", "default")
+    for notebook in ("nb0", "nb1", "nobody"):
+        assert as_tuple(record.totals(notebook)) == summed(path, notebook)
+        for session in ("s0", "s1", "s2", "s9"):
+            assert as_tuple(record.totals(notebook, session)) == summed(path, notebook, session)
+    record.close()
+
+
+def test_a_version_3_record_is_indexed_and_its_totals_filled(tmp_path):
+    from nbchat.record import SCHEMA, SCHEMA_VERSION
+
+    path = tmp_path / "v3.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA)  # version 3: no totals table, no triggers
+        db.execute("PRAGMA user_version = 3")
+    record = Record.__new__(Record)  # write version-3 rows through the same helpers
+    record._lock = __import__("threading").Lock()
+    record._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    record.path = path
+    fill(record)
+    expected = {nb: summed(path, nb) for nb in ("nb0", "nb1")}
+    record.close()
+
+    record = Record(path)  # migrates
+    for notebook, sums in expected.items():
+        assert as_tuple(record.totals(notebook)) == sums
+        assert as_tuple(record.totals(notebook, "s1")) == summed(path, notebook, "s1")
+    fill(record, 10)  # and keeps them from here on
+    assert as_tuple(record.totals("nb0")) == summed(path, "nb0")
+    record.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+
+
+@pytest.mark.parametrize(
+    "sql, args",
+    [
+        ("recent", ("nb0", 10)),
+        ("conversations", ("nb0", "s0")),
+        ("abandon", ("nb0", "s0")),
+        ("forget", ("nb0", "default")),
+    ],
+)
+def test_log_resume_and_reset_read_through_indexes(tmp_path, sql, args):
+    """No statement of `%chat log`, `%chat resume` or a reset scans the exchanges table."""
+    record = Record(tmp_path / "h.sqlite")
+    fill(record, 20)
+    plans: list[str] = []
+    db = record._db
+    real = db.execute
+
+    class Spy:
+        def execute(self, statement, params=()):
+            if statement.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE")):
+                plans.extend(r[-1] for r in real("EXPLAIN QUERY PLAN " + statement, params))
+            return real(statement, params)
+
+        def __getattr__(self, name):
+            return getattr(db, name)
+
+    record._db = Spy()  # type: ignore[assignment]
+    getattr(record, sql)(*args)
+    record._db = db
+    assert plans
+    scans = [p for p in plans if p.startswith("SCAN exchanges")]
+    assert not scans, plans
+    record.close()

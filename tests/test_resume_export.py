@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from nbchat.errors import OptionError

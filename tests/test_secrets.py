@@ -138,7 +138,7 @@ def test_no_key_anywhere_in_the_exception_chain(ip, server, keyserver, cell):
     texts = chain_texts(error)
     assert not [text for text in texts if leaks(text, TEST_KEY)]
     if isinstance(error, TransportError) and "cannot reach" in error.message:
-        import httpx
+        import httpx2 as httpx
 
         assert isinstance(error.__cause__, httpx.ConnectError)  # a trail to debug by
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-import httpx
+import httpx2 as httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

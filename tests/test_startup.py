@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 HEAVY = (
-    "httpx", "httpcore", "ipywidgets", "markdown_it", "openai", "anyio",
+    "httpx", "httpcore", "httpx2", "httpcore2", "ipywidgets", "markdown_it", "openai", "anyio",
     "pandas", "numpy", "polars", "tiktoken", "PIL", "matplotlib",
 )  # fmt: skip
 

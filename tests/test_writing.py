@@ -346,7 +346,7 @@ def test_a_version_2_record_gains_the_reasoning_columns(tmp_path):
     assert latest.to_reply().reasoning == "hmm"
     record.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_long_thinking_streams_linear_in_bytes(ip, server):
