@@ -100,12 +100,7 @@ def run_choices(
     settings.require_key()
     n = int(params["n"])
     conv = session.conversation(conversation)
-    earlier = conv.turn_of(cell_id)
-    sent = dataclasses.replace(
-        conv,
-        turns=conv.turns[:earlier] if earlier is not None else list(conv.turns),
-        system_prompt=conv.system_prompt if system is None else system,
-    )
+    sent = conv.as_sent(cell_id, system)
     user = prompt if isinstance(prompt, Message) else Message("user", prompt)
     client = session.client(settings)
     payload = session.build_payload(user, settings, conversation=sent, model=model, params=params)

@@ -17,7 +17,6 @@ later ones stay until a reply is picked, which replaces them, as a re-run
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 from collections.abc import Sequence
@@ -100,12 +99,7 @@ def run_compare(
         raise OptionError("no models to compare", hint="e.g. %%chat -m gpt-4o-mini,gpt-4.1-mini")
     settings.require_key()
     conv = session.conversation(conversation)
-    earlier = conv.turn_of(cell_id)
-    sent = dataclasses.replace(
-        conv,
-        turns=conv.turns[:earlier] if earlier is not None else list(conv.turns),
-        system_prompt=conv.system_prompt if system is None else system,
-    )
+    sent = conv.as_sent(cell_id, system)
     user = prompt if isinstance(prompt, Message) else Message("user", prompt)
     client = session.client(settings)
     _ = client.http  # create the shared httpx.Client here, not raced for by the threads

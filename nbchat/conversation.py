@@ -7,7 +7,7 @@ was, so the next request still alternates user/assistant correctly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .types import Message, Reply
@@ -78,6 +78,17 @@ class Conversation:
         if not cell_id:
             return None
         return next((i for i, t in enumerate(self.turns) if t.cell_id == cell_id), None)
+
+    def as_sent(self, cell_id: str | None, system: str | None = None) -> Conversation:
+        """A copy as a request from cell `cell_id` sees it: without that cell's earlier turn
+        and the ones after (a re-run), with `system` in place of the system prompt if given.
+        Comparisons and `-n` choices send this; nothing joins until a reply is picked."""
+        earlier = self.turn_of(cell_id)
+        return replace(
+            self,
+            turns=self.turns[:earlier] if earlier is not None else list(self.turns),
+            system_prompt=self.system_prompt if system is None else system,
+        )
 
     def reset(self) -> int:
         """Forget every turn (the system prompt stays); returns how many were dropped."""

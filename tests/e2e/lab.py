@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -137,3 +138,47 @@ def open_notebook(page: Any, expect: Any, url: str) -> None:
     page.goto(url)
     expect(page.locator(".jp-Notebook")).to_be_visible()
     expect(page.locator(".jp-StatusBar-TextItem", has_text="Idle")).to_have_count(1)
+
+
+def local_only(outside: list[str]) -> Any:
+    """A Playwright route handler: 127.0.0.1 passes; any other host is noted and refused,
+    so no test ever reaches a public address (and a planted image URL shows up here)."""
+
+    def route(request_route: Any) -> None:
+        if urlsplit(request_route.request.url).hostname in ("127.0.0.1", "localhost"):
+            request_route.continue_()
+        else:
+            outside.append(request_route.request.url)
+            request_route.abort()
+
+    return route
+
+
+@contextmanager
+def chromium_page(pw: Any, expect: Any, outside: list[str]) -> Iterator[Any]:
+    """A page in Debian's Chromium that may only talk to this machine (see `local_only`)."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    page.context.route("**/*", local_only(outside))
+    try:
+        yield page
+    finally:
+        browser.close()
+
+
+def save_trust_reload(page: Any, expect: Any, server: Any, tmp_path: Path, name: str) -> Path:
+    """Save the notebook, trust it as its owner would (`jupyter trust`), reload the page."""
+    page.keyboard.press("Control+s")
+    expect(page.locator(".jp-mod-dirty")).to_have_count(0)
+    saved = tmp_path / "root" / name
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "trust", str(saved)],
+        env=environment(server, tmp_path),
+        check=True,
+        capture_output=True,
+    )
+    page.reload()
+    expect(page.locator(".jp-Notebook")).to_be_visible()
+    return saved

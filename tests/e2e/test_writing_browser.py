@@ -10,26 +10,13 @@ same after saving, `jupyter trust` and reloading; the saved file is inert.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from ..test_sanitize import RENDERERS, _problems
-from .lab import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT_MS,
-    environment,
-    jupyterlab,
-    open_notebook,
-    run_cells,
-)
-from .test_hostile_browser import FLAGS, HOSTILE, _poke_everything
+from .lab import chromium_page, jupyterlab, open_notebook, run_cells, save_trust_reload
+from .test_hostile_browser import FLAGS, HOSTILE, _poke_everything, saved_outputs_inert
 
 CELLS = [
     "%load_ext nbchat",
@@ -45,23 +32,11 @@ def test_thinking_logprobs_and_choices_run_nothing(server, tmp_path: Path) -> No
     shots = Path(os.environ.get("NBCHAT_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     outside: list[str] = []
-
-    def local_only(route) -> None:
-        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
     with (
         jupyterlab(server, tmp_path, "writing.ipynb", CELLS) as url,
         sync_playwright() as pw,
+        chromium_page(pw, expect, outside) as page,
     ):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        expect.set_options(timeout=TIMEOUT_MS)
-        page.context.route("**/*", local_only)
         try:
             open_notebook(page, expect, url)
             run_cells(page, expect, len(CELLS))
@@ -71,23 +46,12 @@ def test_thinking_logprobs_and_choices_run_nothing(server, tmp_path: Path) -> No
             )
             assert outside == [], f"the browser asked another host: {outside}"
 
-            page.keyboard.press("Control+s")
-            expect(page.locator(".jp-mod-dirty")).to_have_count(0)
-            saved = tmp_path / "root" / "writing.ipynb"
+            saved = save_trust_reload(page, expect, server, tmp_path, "writing.ipynb")
             _saved_file_is_inert(saved)
-            subprocess.run(
-                [sys.executable, "-m", "jupyter", "trust", str(saved)],
-                env=environment(server, tmp_path),
-                check=True,
-                capture_output=True,
-            )
-            page.reload()
-            expect(page.locator(".jp-Notebook")).to_be_visible()
             _check(page, expect)
             assert outside == [], f"the browser asked another host: {outside}"
         finally:
             page.screenshot(path=str(shots / "writing-last.png"))
-            browser.close()
 
 
 def _check(page, expect) -> None:
@@ -113,18 +77,7 @@ def _check(page, expect) -> None:
 
 
 def _saved_file_is_inert(path: Path) -> None:
-    notebook = json.loads(path.read_text())
-    html_outputs = 0
-    for cell in notebook["cells"]:
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if "text/markdown" in data:
-                source = "".join(data["text/markdown"])
-                for name, render in RENDERERS.items():
-                    assert not _problems(render(source)), (name, source)
-            if "text/html" in data:
-                assert not _problems(_without_our_styles("".join(data["text/html"])))
-                html_outputs += 1
+    html_outputs = saved_outputs_inert(path, _without_our_styles)[1]
     assert html_outputs >= 5, "thinking (2), the shaded view and the footers were saved"
 
 
