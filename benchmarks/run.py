@@ -10,8 +10,10 @@ The mock server runs in its own process (`python -m nbchat.mockserver`).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=SUITES, action="append", help="run only these")
     args = parser.parse_args(argv)
     chosen = args.only or list(SUITES)
+    # Benchmarks record their exchanges as a user's cells do, but never in the user's record.
+    os.environ["NBCHAT_HISTORY_PATH"] = str(
+        Path(tempfile.mkdtemp(prefix="nbchat-bench-")) / "history.sqlite"
+    )
     started = time.perf_counter()
     import IPython
 

@@ -210,17 +210,24 @@ def _fill_totals(db: sqlite3.Connection, table: str, source: str) -> None:
         )
 
 
+def _add_columns(db: sqlite3.Connection, columns: dict[str, str]) -> None:
+    """Add the `exchanges` columns a file lacks (a file a development build half-migrated
+    may have some already: adding is then a no-op, not an error that stops recording)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(exchanges)")}
+    for name, kind in columns.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE exchanges ADD COLUMN {name} {kind}")
+
+
 def _add_estimated_tokens(db: sqlite3.Connection) -> None:
     """Version 2: completion tokens nbchat estimated when a server reported no usage."""
-    db.execute("ALTER TABLE exchanges ADD COLUMN estimated_tokens INTEGER")
+    _add_columns(db, {"estimated_tokens": "INTEGER"})
 
 
 def _add_reasoning(db: sqlite3.Connection) -> None:
     """Version 3: what a reasoning model thought before its answer (nbchat.reasoning), for how
     long, and when the answer's first token came."""
-    db.execute("ALTER TABLE exchanges ADD COLUMN reasoning TEXT")
-    db.execute("ALTER TABLE exchanges ADD COLUMN reasoning_time REAL")
-    db.execute("ALTER TABLE exchanges ADD COLUMN answer_ttft REAL")
+    _add_columns(db, {"reasoning": "TEXT", "reasoning_time": "REAL", "answer_ttft": "REAL"})
 
 
 def _index_and_total(db: sqlite3.Connection) -> None:

@@ -272,3 +272,21 @@ def test_log_resume_and_reset_read_through_indexes(tmp_path, sql, args):
     scans = [p for p in plans if p.startswith("SCAN exchanges")]
     assert not scans, plans
     record.close()
+
+
+def test_a_migration_skips_columns_a_file_already_has(tmp_path):
+    """A file a development build half-migrated (a column there, the version behind) opens,
+    migrates and records; adding a column is not an error that stops recording."""
+    from nbchat.record import SCHEMA, SCHEMA_VERSION
+
+    path = tmp_path / "half.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA)  # every column of today
+        db.execute("PRAGMA user_version = 1")  # but the version of the first schema
+    record = Record(path)
+    row = record.start(notebook="nb", session="s", conversation="c", prompt="{}", request="{}")
+    record.finish(row, status="complete", estimated_tokens=3, reasoning="hm")
+    assert record.totals("nb").estimated_tokens == 3
+    record.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
