@@ -355,13 +355,8 @@ class ChatStream:
                 piece = delta.get("content")
                 if piece is not None and not isinstance(piece, str):
                     raise TypeError("content is not text")
-                if delta.get("tool_calls") and index == 0:  # choice 0's calls (nbchat.tools)
-                    self._tool_parts.add(delta["tool_calls"])
-                if not piece and any(v for k, v in delta.items() if k != "role"):
-                    self._progress = time.perf_counter()  # reasoning, tool calls: data too
-                thought = reasoning_delta(delta)
-                if thought:
-                    self._think(index, thought)
+                if len(delta) > 1 or not piece:  # more than text (the usual chunk): look
+                    self._besides_text(index, delta, piece)
                 if piece:
                     splitter = self._splitter if index == 0 else self._other(index).splitter
                     thought, piece = splitter.push(piece)
@@ -389,6 +384,16 @@ class ChatStream:
         if self.fingerprint is None and obj.get("system_fingerprint"):
             self.fingerprint = str(obj["system_fingerprint"])
         return content
+
+    def _besides_text(self, index: int, delta: dict[str, Any], piece: str | None) -> None:
+        """A delta's tool calls (choice 0's: nbchat.tools) and reasoning; both are progress."""
+        if delta.get("tool_calls") and index == 0:
+            self._tool_parts.add(delta["tool_calls"])
+        if not piece and any(v for k, v in delta.items() if k != "role"):
+            self._progress = time.perf_counter()  # reasoning, tool calls: data too
+        thought = reasoning_delta(delta)
+        if thought:
+            self._think(index, thought)
 
     def _other(self, index: int) -> _Choice:
         return self.others.setdefault(index, _Choice())
