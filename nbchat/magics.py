@@ -43,6 +43,8 @@ LINE_HELP = """\
 %chat map ITEMS TEMPLATE       one request per item, concurrently (nbchat.map)
 %%chat --with df,x             attach variables (summaries), --error the last error, --cells N
 %chat fix                      explain the last error; the corrected cell goes in a new cell
+%%chat --tools f,g             the model may call these functions (each call asks you first)
+%%chat --logprobs, -n 3        token probabilities; several choices side by side; --effort LEVEL
 %chat models                   the models the server offers (GET /models)
 %chat resume                   after a kernel restart: restore the notebook's conversations
 %chat log [N]                  the notebook's last N exchanges from the record
