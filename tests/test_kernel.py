@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 from nbchat.mockserver import reply_pieces
 
 from .conftest import ENV
-from .kernels import running_kernel
+from .kernels import collect, running_kernel
 
 SETUP = (
     "%load_ext nbchat\n"
@@ -36,15 +36,7 @@ def kernel_env() -> dict[str, str]:
 
 def execute(client, code: str) -> list[dict]:
     """Run code; return the iopub messages that belong to it."""
-    msg_id = client.execute(code)
-    messages = []
-    while True:
-        msg = client.get_iopub_msg(timeout=60)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return messages
-        messages.append(msg)
+    return collect(client, client.execute(code))
 
 
 def test_reply_streams_as_display_updates_then_one_clean_output(kernel, server):

@@ -5,9 +5,8 @@ JupyterLab, Notebook 7, VS Code) and the answer decides; a frontend without stdi
 from __future__ import annotations
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
-from .kernels import run_and_save
+from .kernels import collect, run_and_save, running_kernel
 from .test_kernel import kernel_env
 
 SETUP = """\
@@ -25,10 +24,8 @@ CELL = "%%chat -m gpt-4o-mini@tools=call,parallel=2 -T revenue -o r\nWhich regio
 
 @pytest.fixture(scope="module")
 def kernel():
-    manager, client = start_new_kernel(kernel_name="python3", env=kernel_env())
-    yield client
-    client.stop_channels()
-    manager.shutdown_kernel(now=True)
+    with running_kernel(kernel_env()) as client:
+        yield client
 
 
 def _run(client, code: str, answers: list[str]) -> tuple[list[str], list[dict]]:
@@ -40,15 +37,7 @@ def _run(client, code: str, answers: list[str]) -> tuple[list[str], list[dict]]:
         assert request["msg_type"] == "input_request"
         prompts.append(request["content"]["prompt"])
         client.input(answer)
-    messages = []
-    while True:
-        msg = client.get_iopub_msg(timeout=60)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            break
-        messages.append(msg)
-    return prompts, messages
+    return prompts, collect(client, msg_id)
 
 
 def _value(client, expression: str) -> str:
